@@ -1,0 +1,282 @@
+#!/usr/bin/env bash
+# Starts the local infrastructure in the background (idempotent) and waits until each component
+# answers a real protocol request:
+#   PostgreSQL (FerretDB's backend) -> FerretDB (MongoDB wire) -> Kafka (KRaft) -> stripe-mock.
+set -euo pipefail
+# shellcheck source=common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+bash "$INFRA_DIR/install.sh"
+
+mkdir -p "$DATA_DIR" "$LOG_DIR" "$RUN_DIR" "$KAFKA_DIR"
+# One up/down at a time per data dir. fd 8 is closed in everything started below.
+exec 8>"$DATA_DIR/.infra.lock"
+flock 8
+
+case "$FERRETDB_HANDLER" in postgresql | sqlite) ;; *) die "AILAB_FERRETDB_HANDLER must be postgresql or sqlite" ;; esac
+
+# A port already answering that is not ours would make the waits below time out confusingly.
+require_free_port() {
+    port_open "$2" && die "$1: port 127.0.0.1:$2 is already in use by another process (set AILAB_*_PORT, see scripts/infra/README.md)"
+    return 0
+}
+
+# ---- PostgreSQL --------------------------------------------------------------------------------
+
+pg_init() {
+    log "postgres: initdb in $PG_DATA (first time only)..."
+    mkdir -p "$PG_DATA"
+    if is_root; then chown postgres:postgres "$PG_DATA"; fi
+    chmod 700 "$PG_DATA"
+    as_pg "$PG_BIN/initdb" -D "$PG_DATA" -U postgres -E UTF8 --no-locale --auth=trust >>"$LOG_DIR/postgres.log" 2>&1 ||
+        die "postgres: initdb failed, see $LOG_DIR/postgres.log"
+    # Local development only: no passwords, loopback and the private socket only.
+    as_pg tee "$PG_DATA/pg_hba.conf" >/dev/null <<'EOF'
+# TYPE  DATABASE  USER  ADDRESS        METHOD
+local   all       all                  trust
+host    all       all   127.0.0.1/32   trust
+host    all       all   ::1/128        trust
+EOF
+    printf "\ninclude_if_exists = 'ailab.conf'\n" | as_pg tee -a "$PG_DATA/postgresql.conf" >/dev/null
+}
+
+pg_write_conf() {
+    local fast=""
+    if [[ "${AILAB_PG_FAST:-0}" == 1 ]]; then
+        # Tests only: a crash can lose or corrupt data.
+        fast=$'fsync = off\nsynchronous_commit = off\nfull_page_writes = off'
+    fi
+    # Rewritten on every start so that port changes take effect.
+    as_pg tee "$PG_DATA/ailab.conf" >/dev/null <<EOF
+# Written by scripts/infra/up.sh on each start; edits are overwritten.
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$PG_SOCK_DIR'
+max_connections = 200
+shared_buffers = 128MB
+timezone = 'UTC'
+log_timezone = 'UTC'
+logging_collector = off
+log_line_prefix = '%m [%p] '
+$fast
+EOF
+}
+
+start_postgres() {
+    local pid
+    pg_choose_dirs
+    PG_BIN="$(pg_bin_dir)" || die "postgres: server binaries missing (install.sh installs them)"
+    if pid="$(pg_pid)"; then
+        printf '%s\n' "$pid" >"$(pid_file postgres)"
+        log "postgres: already running (pid $pid, port $PG_PORT)"
+        return
+    fi
+    require_free_port postgres "$PG_PORT"
+    if [[ "$PG_DATA" != "$DATA_DIR/postgres" ]]; then
+        log "postgres: the postgres OS user cannot reach $DATA_DIR; using $PG_ALT_BASE instead"
+    fi
+    mkdir -p "$PG_SOCK_DIR" "$(dirname "$PG_DATA")"
+    if is_root; then chown postgres:postgres "$PG_SOCK_DIR"; fi
+    [[ -f "$PG_DATA/PG_VERSION" ]] || pg_init
+    pg_write_conf
+    log "postgres: starting on 127.0.0.1:$PG_PORT (data $PG_DATA)"
+    printf '\n==== postgres start %s ====\n' "$(date -u +%FT%TZ)" >>"$LOG_DIR/postgres.log"
+    # pg_ctl detaches the server (own session) and waits until it accepts connections or dies;
+    # the server's output goes to the log file opened here.
+    log "postgres: waiting (pg_ctl -w, up to ${WAIT_TIMEOUT}s)..."
+    local attempt
+    for attempt in 1 2 3; do
+        as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -w -t "$WAIT_TIMEOUT" start >>"$LOG_DIR/postgres.log" 2>&1 8>&- && return 0
+        # After a crash, orphaned backends of the old server can hold it off for a moment.
+        ((attempt < 3)) && { log "postgres: start failed, retrying in 3s..."; sleep 3; }
+    done
+    warn "postgres did not come up; last lines of $LOG_DIR/postgres.log:"
+    tail -n 30 "$LOG_DIR/postgres.log" >&2 || true
+    die "postgres: pg_ctl start failed"
+}
+
+ensure_ferretdb_database() {
+    local exists
+    exists="$("$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -Atqc \
+        "SELECT 1 FROM pg_database WHERE datname = 'ferretdb'")"
+    if [[ "$exists" != 1 ]]; then
+        log "postgres: creating database ferretdb (UTF8)"
+        "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U postgres -T template0 -E UTF8 ferretdb
+    fi
+}
+
+# ---- FerretDB ----------------------------------------------------------------------------------
+start_ferretdb() {
+    local pid args
+    if pid="$(running_pid ferretdb)"; then
+        log "ferretdb: already running (pid $pid, port $MONGO_PORT)"
+        return
+    fi
+    require_free_port ferretdb "$MONGO_PORT"
+    args=(-listen "127.0.0.1:$MONGO_PORT" -handler "$FERRETDB_HANDLER")
+    if [[ "$FERRETDB_HANDLER" == sqlite ]]; then
+        mkdir -p "$FERRETDB_SQLITE_DIR"
+        args+=(-sqlite-url "file:$FERRETDB_SQLITE_DIR/")
+    else
+        args+=(-postgresql-url "$FERRETDB_PG_URL")
+    fi
+    log "ferretdb: starting on 127.0.0.1:$MONGO_PORT (handler $FERRETDB_HANDLER)"
+    start_daemon ferretdb "$FERRETDB_BIN" "${args[@]}"
+}
+
+# ---- Kafka -------------------------------------------------------------------------------------
+kafka_write_config() {
+    cat >"$KAFKA_DIR/server.properties" <<EOF
+# Written by scripts/infra/up.sh on each start; edits are overwritten.
+# Single-node KRaft broker+controller for development and tests.
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$KAFKA_DIR/data
+
+num.partitions=3
+default.replication.factor=1
+min.insync.replicas=1
+auto.create.topics.enable=true
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=3
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=3
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+log.retention.hours=168
+EOF
+    cat >"$KAFKA_DIR/log4j2.properties" <<'EOF'
+# Written by scripts/infra/up.sh. Broker logs to the console (-> .data/logs/kafka.log).
+status = warn
+name = ailab-kafka
+appender.stdout.type = Console
+appender.stdout.name = STDOUT
+appender.stdout.layout.type = PatternLayout
+appender.stdout.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.stdout.ref = STDOUT
+# Noisy at INFO: per-partition, per-segment and per-request chatter.
+logger.controller.name = kafka.controller
+logger.controller.level = WARN
+logger.statechange.name = state.change.logger
+logger.statechange.level = WARN
+logger.request.name = kafka.request.logger
+logger.request.level = WARN
+logger.cleaner.name = kafka.log.LogCleaner
+logger.cleaner.level = WARN
+logger.log.name = kafka.log
+logger.log.level = WARN
+logger.storage.name = org.apache.kafka.storage
+logger.storage.level = WARN
+logger.raft.name = org.apache.kafka.raft
+logger.raft.level = WARN
+logger.metadata.name = org.apache.kafka.metadata
+logger.metadata.level = WARN
+logger.image.name = org.apache.kafka.image
+logger.image.level = WARN
+logger.clients.name = org.apache.kafka.clients
+logger.clients.level = WARN
+logger.common.name = org.apache.kafka.common
+logger.common.level = WARN
+logger.coordinator.name = org.apache.kafka.coordinator
+logger.coordinator.level = WARN
+logger.partition.name = kafka.cluster
+logger.partition.level = WARN
+EOF
+}
+
+kafka_format_once() {
+    local cid
+    # Port changes later are fine: the single voter's endpoint follows the new config.
+    [[ -f "$KAFKA_DIR/data/meta.properties" ]] && return
+    log "kafka: formatting KRaft storage (first time only)..."
+    cid="$(kafka_tool kafka.tools.StorageTool random-uuid 2>>"$LOG_DIR/kafka.log")"
+    printf '%s\n' "$cid" >"$KAFKA_DIR/cluster.id"
+    kafka_tool kafka.tools.StorageTool format -t "$cid" -c "$KAFKA_DIR/server.properties" --standalone \
+        >>"$LOG_DIR/kafka.log" 2>&1 || die "kafka: storage format failed, see $LOG_DIR/kafka.log"
+}
+
+start_kafka() {
+    local pid
+    if pid="$(running_pid kafka)"; then
+        log "kafka: already running (pid $pid, port $KAFKA_PORT)"
+        return
+    fi
+    require_free_port kafka "$KAFKA_PORT"
+    require_free_port kafka-controller "$KAFKA_CONTROLLER_PORT"
+    kafka_write_config
+    kafka_format_once
+    log "kafka $KAFKA_VERSION: starting on 127.0.0.1:$KAFKA_PORT (controller $KAFKA_CONTROLLER_PORT)"
+    # shellcheck disable=SC2086  # heap options are a word list
+    start_daemon kafka java $KAFKA_HEAP_OPTS -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+        -Djava.awt.headless=true \
+        -Dlog4j2.configurationFile="$KAFKA_DIR/log4j2.properties" \
+        -cp "$KAFKA_LIBS/*" kafka.Kafka "$KAFKA_DIR/server.properties"
+}
+
+# ---- stripe-mock -------------------------------------------------------------------------------
+start_stripe_mock() {
+    local pid
+    if pid="$(running_pid stripe-mock)"; then
+        log "stripe-mock: already running (pid $pid, port $STRIPE_MOCK_PORT)"
+        return
+    fi
+    require_free_port stripe-mock "$STRIPE_MOCK_PORT"
+    require_free_port stripe-mock-https "$STRIPE_MOCK_HTTPS_PORT"
+    log "stripe-mock $STRIPE_MOCK_VERSION: starting on 127.0.0.1:$STRIPE_MOCK_PORT (https $STRIPE_MOCK_HTTPS_PORT)"
+    start_daemon stripe-mock "$STRIPE_MOCK_BIN" \
+        -http-addr "127.0.0.1:$STRIPE_MOCK_PORT" -https-addr "127.0.0.1:$STRIPE_MOCK_HTTPS_PORT"
+}
+
+# ---- waiting -----------------------------------------------------------------------------------
+# Probe, but give up at once (status 86, see wait_until) when the process has died.
+alive_and() {
+    local name="$1"; shift
+    if [[ "$name" == postgres ]]; then
+        pg_pid >/dev/null || return 86
+    else
+        running_pid "$name" >/dev/null || return 86
+    fi
+    "$@" || return 1
+}
+
+await() {
+    local name="$1"; shift
+    if ! wait_until "$name" alive_and "$name" "$@"; then
+        warn "$name did not come up; last lines of $LOG_DIR/$name.log:"
+        tail -n 30 "$LOG_DIR/$name.log" >&2 || true
+        die "$name failed to start (scripts/infra/down.sh stops the rest)"
+    fi
+}
+
+# ---- main --------------------------------------------------------------------------------------
+started=$SECONDS
+if [[ "$FERRETDB_HANDLER" == postgresql ]]; then
+    start_postgres
+    await postgres probe_postgres
+    printf '%s\n' "$(pg_pid)" >"$(pid_file postgres)"
+    ensure_ferretdb_database
+fi
+start_ferretdb
+start_kafka
+start_stripe_mock
+
+await ferretdb probe_ferretdb
+await stripe-mock probe_stripe_mock
+await kafka probe_kafka
+
+cat >"$DATA_DIR/infra.env" <<EOF
+KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP_SERVERS
+MONGODB_URI=$MONGODB_URI
+STRIPE_API_BASE=$STRIPE_API_BASE
+EOF
+log "all up in $((SECONDS - started))s (logs: $LOG_DIR, env: $DATA_DIR/infra.env)"
+cat "$DATA_DIR/infra.env"
