@@ -1,0 +1,130 @@
+"""Idempotent Kafka consumer: dedupe by event id, commit offsets after the effect, retry then DLQ.
+
+Handlers must make their own effect idempotent (ledger or projection style, see ARCHITECTURE.md);
+the `processed_events` marker written after a success skips the common redelivery cheaply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ailab_contracts import EventEnvelope, EventRegistry
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from opentelemetry import context as otel_context
+from pydantic import BaseModel
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from .tracing import context_from_kafka, tracer
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[EventEnvelope, BaseModel], Awaitable[None]]
+
+
+class IdempotentConsumer:
+    def __init__(
+        self,
+        *,
+        bootstrap_servers: str,
+        topics: list[str],
+        group_id: str,
+        handler: Handler,
+        registry: EventRegistry,
+        db: AsyncDatabase[dict[str, Any]],
+        dlq_producer: AIOKafkaProducer,
+        max_retries: int = 3,
+        retry_backoff_s: float = 0.2,
+        event_types: set[str] | None = None,
+    ) -> None:
+        self._topics = topics
+        self._group = group_id
+        self._handler = handler
+        self._registry = registry
+        self._markers = db["processed_events"]
+        self._dlq = dlq_producer
+        self._retries = max_retries
+        self._backoff = retry_backoff_s
+        self._types = event_types
+        self._bootstrap = bootstrap_servers
+        self.processed = 0
+        self.duplicates = 0
+        self.dead_lettered = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        consumer = AIOKafkaConsumer(
+            *self._topics,
+            bootstrap_servers=self._bootstrap,
+            group_id=self._group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        try:
+            while not stop.is_set():
+                batches = await consumer.getmany(timeout_ms=200, max_records=500)
+                for records in batches.values():
+                    for record in records:
+                        await self.handle(record)
+                if batches:
+                    await consumer.commit()  # only after every effect above is stored
+        finally:
+            await consumer.stop()
+
+    async def handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        try:
+            raw = json.loads(record.value or b"")
+            if self._types is not None and raw.get("event_type") not in self._types:
+                return
+            envelope, payload = self._registry.parse(raw)
+        except Exception as exc:  # noqa: BLE001 - unparseable messages go to the DLQ untouched
+            await self._dead_letter(record, exc, attempts=0)
+            return
+        marker = f"{self._group}:{envelope.event_id}"
+        if await self._markers.find_one({"_id": marker}, {"_id": 1}):
+            self.duplicates += 1
+            return
+        token = otel_context.attach(context_from_kafka(record.headers))
+        try:
+            for attempt in range(1, self._retries + 1):
+                try:
+                    with tracer("ailab.consumer").start_as_current_span(f"consume {envelope.event_type}"):
+                        await self._handler(envelope, payload)
+                    break
+                except Exception as exc:  # noqa: BLE001
+                    if attempt == self._retries:
+                        await self._dead_letter(record, exc, attempts=attempt)
+                        return
+                    log.warning("handler failed; retrying", extra={"fields": {"attempt": attempt}})
+                    await asyncio.sleep(self._backoff * 2 ** (attempt - 1))
+        finally:
+            otel_context.detach(token)
+        try:
+            await self._markers.insert_one({"_id": marker, "tenant_id": envelope.tenant_id})
+        except DuplicateKeyError:
+            self.duplicates += 1
+            return
+        self.processed += 1
+
+    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], exc: Exception, attempts: int) -> None:
+        headers = list(record.headers or []) + [
+            ("dlq.error.type", type(exc).__name__.encode()),
+            ("dlq.error.message", str(exc)[:1000].encode()),
+            ("dlq.original.topic", record.topic.encode()),
+            ("dlq.original.partition", str(record.partition).encode()),
+            ("dlq.original.offset", str(record.offset).encode()),
+            ("dlq.consumer.group", self._group.encode()),
+            ("dlq.attempts", str(attempts).encode()),
+        ]
+        await self._dlq.send_and_wait(
+            f"{record.topic}.dlq", value=record.value, key=record.key, headers=headers
+        )
+        self.dead_lettered += 1
+        log.error(
+            "message dead-lettered",
+            extra={"fields": {"topic": record.topic, "offset": record.offset, "error": str(exc)[:200]}},
+        )

@@ -1,0 +1,189 @@
+"""Outbox relay and idempotent consumer against real Kafka and MongoDB.
+
+The relay is run as its own process and SIGKILLed mid-stream; after a restart every event is on
+the topic (some twice: at-least-once), and a consumer applies each exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from ailab_contracts import REGISTRY, EventEnvelope
+from ailab_contracts.topics import REGISTRY as REGISTRY_TOPIC
+from ailab_runtime.consumer import IdempotentConsumer
+from ailab_runtime.eventstore import MongoEventStore
+from ailab_runtime.kafka import ensure_topics, new_producer
+from ailab_runtime.testing.eventstore_contract import created
+from aiokafka import AIOKafkaProducer
+from pydantic import BaseModel
+from pymongo.asynchronous.database import AsyncDatabase
+
+from tests.support.infra import Infra
+from tests.support.kafka import event_ids, read_topic
+
+pytestmark = pytest.mark.integration
+
+
+def start_relay(infra: Infra, database: str, prefix: str, batch: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ailab_runtime.relay",
+            "--mongodb-uri",
+            infra.mongodb_uri,
+            "--database",
+            database,
+            "--kafka",
+            infra.kafka_bootstrap_servers,
+            "--topic-prefix",
+            prefix,
+            "--batch",
+            str(batch),
+        ],
+        env={**os.environ},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def wait_for(predicate: Any, timeout_s: float = 60.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not await predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError("condition not reached")
+        await asyncio.sleep(0.05)
+
+
+async def test_relay_survives_sigkill_and_consumer_applies_exactly_once(
+    infra: Infra, db: AsyncDatabase[dict[str, Any]]
+) -> None:
+    prefix = infra.unique("t") + "."
+    topic = prefix + REGISTRY_TOPIC
+    await ensure_topics(infra.kafka_bootstrap_servers, [topic, topic + ".dlq"])
+    store = MongoEventStore(db)
+    await store.ensure_indexes()
+    total = 600
+    appended: list[str] = []
+    for i in range(total):
+        env = created(f"project:t:{i}", tenant=f"tenant{i % 7}")
+        await store.append(env.stream_id, 0, [env])
+        appended.append(str(env.event_id))
+    commits = db["events"]
+
+    relay = start_relay(infra, db.name, prefix, batch=50)
+    try:
+        await wait_for(lambda: _published_at_least(commits, 150))
+        relay.send_signal(signal.SIGKILL)  # mid-stream: some batches sent but not yet marked
+        relay.wait(10)
+        published_before_restart = await commits.count_documents({"published": True})
+        assert published_before_restart < total, "the relay was killed before it finished"
+        relay = start_relay(infra, db.name, prefix, batch=50)
+        await wait_for(lambda: _published_at_least(commits, total), timeout_s=120)
+    finally:
+        relay.kill()
+        relay.wait(10)
+
+    records = await read_topic(infra.kafka_bootstrap_servers, topic, until=total)
+    delivered = event_ids(records)
+    assert set(delivered) == set(appended), "every event delivered"
+    # per stream order: each tenant's events keep their append order on the partition
+    for record in records:
+        assert record.key is not None and record.key.decode() == json.loads(record.value or b"")["tenant_id"]
+
+    # A consumer with a non-idempotent effect ($inc) still applies each event exactly once.
+    counts = db["applied"]
+
+    async def handler(envelope: EventEnvelope, event: BaseModel) -> None:
+        await counts.update_one({"_id": str(envelope.event_id)}, {"$inc": {"n": 1}}, upsert=True)
+
+    producer = new_producer(infra.kafka_bootstrap_servers, "test-dlq")
+    await producer.start()
+    try:
+        consumer = IdempotentConsumer(
+            bootstrap_servers=infra.kafka_bootstrap_servers,
+            topics=[topic],
+            group_id=infra.unique("g"),
+            handler=handler,
+            registry=REGISTRY,
+            db=db,
+            dlq_producer=producer,
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(consumer.run(stop))
+        await wait_for(lambda: _count_at_least(counts, total), timeout_s=120)
+        await asyncio.sleep(1.0)  # let duplicates, if any, arrive
+        stop.set()
+        await task
+    finally:
+        await producer.stop()
+    assert await counts.count_documents({}) == total
+    assert await counts.count_documents({"n": {"$ne": 1}}) == 0
+    assert consumer.processed == total
+    assert consumer.duplicates == len(delivered) - total
+
+
+async def test_poison_messages_go_to_dlq_and_consumer_moves_on(
+    infra: Infra, db: AsyncDatabase[dict[str, Any]]
+) -> None:
+    topic = infra.unique("dlqtest.")
+    await ensure_topics(infra.kafka_bootstrap_servers, [topic, topic + ".dlq"], partitions=1)
+    good = created("project:t:good")
+    bad = created("project:t:bad")
+    producer: AIOKafkaProducer = new_producer(infra.kafka_bootstrap_servers, "test")
+    await producer.start()
+    handled: list[str] = []
+
+    async def handler(envelope: EventEnvelope, event: BaseModel) -> None:
+        if envelope.stream_id == "project:t:bad":
+            raise RuntimeError("boom")
+        handled.append(envelope.stream_id)
+
+    try:
+        await producer.send_and_wait(topic, b"{not json", key=b"t1")
+        await producer.send_and_wait(topic, json.dumps(bad.to_wire()).encode(), key=b"t1")
+        await producer.send_and_wait(topic, json.dumps(good.to_wire()).encode(), key=b"t1")
+        consumer = IdempotentConsumer(
+            bootstrap_servers=infra.kafka_bootstrap_servers,
+            topics=[topic],
+            group_id=infra.unique("g"),
+            handler=handler,
+            registry=REGISTRY,
+            db=db,
+            dlq_producer=producer,
+            max_retries=2,
+            retry_backoff_s=0.01,
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(consumer.run(stop))
+
+        async def good_done() -> bool:
+            return handled == ["project:t:good"]
+
+        await wait_for(good_done)
+        stop.set()
+        await task
+    finally:
+        await producer.stop()
+    dead = await read_topic(infra.kafka_bootstrap_servers, topic + ".dlq", until=2)
+    assert len(dead) == 2
+    headers = [dict(r.headers) for r in dead]
+    assert {h["dlq.error.type"] for h in headers} == {b"JSONDecodeError", b"RuntimeError"}
+    assert all(h["dlq.original.topic"] == topic.encode() for h in headers)
+    assert headers[1]["dlq.attempts"] == b"2"
+    assert consumer.dead_lettered == 2
+
+
+async def _published_at_least(commits: Any, n: int) -> bool:
+    return bool(await commits.count_documents({"published": True}) >= n)
+
+
+async def _count_at_least(col: Any, n: int) -> bool:
+    return bool(await col.count_documents({}) >= n)
