@@ -1,0 +1,70 @@
+"""Pooled internal HTTP clients to the services behind the gateway."""
+
+from __future__ import annotations
+
+import httpx
+from ailab_runtime.context import request_id_var
+from ailab_runtime.errors import ApiError
+from ailab_runtime.internal import INTERNAL_TOKEN_HEADER, PRINCIPAL_HEADER, ROLE_HEADER
+from ailab_runtime.tracing import inject_http_headers
+
+from ..application.tokens import Principal
+
+FORWARDED_REQUEST_HEADERS = ("content-type", "if-match", "if-none-match", "idempotency-key", "accept")
+FORWARDED_RESPONSE_HEADERS = ("content-type", "etag", "location", "retry-after", "content-disposition")
+
+
+class Upstream:
+    """One service behind the gateway; calls carry the internal credential, caller, request id and trace."""
+
+    def __init__(self, name: str, base_url: str, internal_token: str, timeout_s: float) -> None:
+        self.name = name
+        self._token = internal_token
+        self.client = httpx.AsyncClient(
+            base_url=base_url,
+            timeout=httpx.Timeout(timeout_s, connect=2.0),
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        )
+
+    def headers(self, principal: Principal | None, incoming: dict[str, str] | None = None) -> dict[str, str]:
+        headers = {k: v for k, v in (incoming or {}).items() if k.lower() in FORWARDED_REQUEST_HEADERS}
+        headers[INTERNAL_TOKEN_HEADER] = self._token
+        headers["X-Request-ID"] = request_id_var.get() or ""
+        if principal is not None:
+            headers[PRINCIPAL_HEADER] = principal.subject
+            headers[ROLE_HEADER] = principal.role
+        return inject_http_headers(headers)
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        principal: Principal | None,
+        params: list[tuple[str, str]],
+        incoming_headers: dict[str, str],
+        body: bytes,
+    ) -> httpx.Response:
+        try:
+            return await self.client.request(
+                method,
+                path,
+                params=params,
+                content=body or None,
+                headers=self.headers(principal, incoming_headers),
+            )
+        except httpx.TimeoutException as exc:
+            raise ApiError(504, "upstream_timeout", f"{self.name} did not answer in time") from exc
+        except httpx.TransportError as exc:
+            raise ApiError(
+                503, "upstream_unavailable", f"{self.name} is not reachable", headers={"Retry-After": "1"}
+            ) from exc
+
+    async def ready(self) -> bool:
+        try:
+            return (await self.client.get("/readyz", timeout=2.0)).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    async def close(self) -> None:
+        await self.client.aclose()
