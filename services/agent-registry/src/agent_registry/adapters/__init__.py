@@ -1,0 +1,1 @@
+"""Adapters: MongoDB read models, the runtime's event store, in-memory fakes for tests."""

@@ -1,0 +1,1 @@
+"""Entry points of the registry: the internal HTTP API the gateway forwards to."""

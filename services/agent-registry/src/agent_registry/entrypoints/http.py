@@ -1,0 +1,89 @@
+"""HTTP details shared by the routes: ETags, If-Match, error mapping, documented error responses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ailab_runtime.errors import ErrorResponse, error_response
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from ..domain.commands import Precondition
+from ..domain.errors import (
+    AgentArchived,
+    InvalidFlowGraph,
+    InvalidReference,
+    InvalidValue,
+    NotFound,
+    PreconditionFailed,
+    RegistryError,
+)
+
+_STATUS: dict[type[RegistryError], int] = {
+    NotFound: 404,
+    PreconditionFailed: 412,
+    AgentArchived: 409,
+    InvalidFlowGraph: 422,
+    InvalidValue: 422,
+    InvalidReference: 422,
+}
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def parse_if_match(value: str | None) -> Precondition | None:
+    """`*`, or a list of `"<version>"` tags (weak `W/` tags and bare numbers are accepted too).
+    A header that names no version we issue matches nothing (412)."""
+    if value is None or not value.strip():
+        return None
+    if value.strip() == "*":
+        return Precondition(any_version=True)
+    versions: set[int] = set()
+    for part in value.split(","):
+        tag = part.strip().removeprefix("W/").strip()
+        if len(tag) >= 2 and tag[0] == tag[-1] == '"':
+            tag = tag[1:-1]
+        if tag.isascii() and tag.isdigit():
+            versions.add(int(tag))
+    return Precondition(versions=frozenset(versions))
+
+
+def install_registry_error_handler(app: FastAPI) -> None:
+    """Answer domain errors in the shared error shape."""
+
+    @app.exception_handler(RegistryError)
+    async def _registry_error(_: Request, exc: RegistryError) -> JSONResponse:
+        return error_response(_STATUS.get(type(exc), 400), exc.code, exc.message, exc.details)
+
+
+_ERROR_DESCRIPTIONS = {
+    401: "Missing or invalid internal service credential (`unauthorized`).",
+    404: "No such entity in this tenant (`not_found`).",
+    409: "Another request changed the entity first (`conflict`), the Idempotency-Key is in use, "
+    "or the agent is archived (`agent_archived`).",
+    412: "`If-Match` does not name the current version (`precondition_failed`).",
+    422: "Invalid input (`validation_error`, `invalid_flow_graph`, `invalid_value`, `invalid_reference`, "
+    "`idempotency_key_reused`).",
+}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {
+        code: {"model": ErrorResponse, "description": _ERROR_DESCRIPTIONS[code]} for code in (401, *codes)
+    }
+
+
+ETAG_HEADER = {
+    "ETag": {"description": '`"<version>"`; send it back in `If-Match`.', "schema": {"type": "string"}}
+}
+CREATED_HEADERS = {
+    **ETAG_HEADER,
+    "Location": {"description": "URL of the created resource.", "schema": {"type": "string"}},
+    "Idempotent-Replayed": {
+        "description": "`true` when this is the stored response of an earlier request "
+        "with the same Idempotency-Key.",
+        "schema": {"type": "string"},
+    },
+}

@@ -1,0 +1,92 @@
+"""Idempotent data migrations of the registry (specification: InitialTenantSetup sample data)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from ailab_runtime.errors import ApiError
+from ailab_runtime.service import Runtime
+from pymongo.errors import DuplicateKeyError
+
+from .application import handlers
+from .domain.commands import CreateAgent, CreateProject, PublishAgentVersion
+
+log = logging.getLogger(__name__)
+
+SAMPLE_FLOW = {
+    "nodes": [
+        {"id": "input", "type": "input", "config": {}},
+        {
+            "id": "answer",
+            "type": "llm",
+            "config": {
+                "provider": "local",
+                "model": "local-echo",
+                "prompt": "Answer briefly: {{input.message}}",
+            },
+        },
+        {"id": "output", "type": "output", "config": {}},
+    ],
+    "edges": [{"source": "input", "target": "answer"}, {"source": "answer", "target": "output"}],
+}
+
+# Fixed ids: a retried migration finds what an interrupted one created instead of duplicating it.
+SAMPLE_IDS = {"prj": "prj_demo_getting_started", "agt": "agt_demo_echo_assistant"}
+
+
+async def demo_sample_data(runtime: Runtime) -> None:
+    """001: a sample project, agent and published version in the `demo` tenant."""
+    migrations = runtime.db["migrations"]
+    if await migrations.find_one({"_id": "001-demo-sample-data"}):
+        return
+    from .bootstrap import build_ports
+
+    ports = replace(build_ports(runtime), new_id=lambda prefix: SAMPLE_IDS[prefix])
+    actor = "migration:001"
+    steps = (
+        lambda: handlers.create_project(
+            CreateProject(
+                tenant_id="demo",
+                actor=actor,
+                name="Getting started",
+                description="Sample project",
+                tags=["sample"],
+            ),
+            ports,
+        ),
+        lambda: handlers.create_agent(
+            CreateAgent(
+                tenant_id="demo",
+                actor=actor,
+                name="Echo assistant",
+                project_id=SAMPLE_IDS["prj"],
+                description="Answers with the local deterministic provider",
+            ),
+            ports,
+        ),
+    )
+    for step in steps:
+        try:
+            await step()
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+    if await ports.views.agent_version("demo", SAMPLE_IDS["agt"], 1) is None:
+        await handlers.publish_agent_version(
+            PublishAgentVersion(
+                tenant_id="demo",
+                agent_id=SAMPLE_IDS["agt"],
+                actor=actor,
+                flow_graph=SAMPLE_FLOW,
+                config={"temperature": 0},
+                changelog="Sample version",
+            ),
+            ports,
+        )
+    try:
+        await migrations.insert_one({"_id": "001-demo-sample-data", "applied_at": datetime.now(UTC)})
+    except DuplicateKeyError:
+        pass
+    log.info("migration 001-demo-sample-data applied")
