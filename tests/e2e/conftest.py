@@ -1,0 +1,91 @@
+"""Whole-system fixtures: all seven services as real processes on real Kafka and MongoDB, isolated
+from any other run by their own ports, database names and topic prefix."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from scripts.system import SERVICES, RunningSystem, start_all, stop_all
+from tests.support.infra import Infra
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class System:
+    running: RunningSystem
+    infra: Infra
+    topic_prefix: str
+    database_prefix: str
+    admin_email: str
+    admin_password: str
+    demo_email: str
+    demo_password: str
+
+    @property
+    def url(self) -> str:
+        return self.running.gateway_url
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    def database(self, service: str) -> str:
+        return f"{self.database_prefix}{service.replace('-', '_')}"
+
+    def token(self, email: str, password: str) -> str:
+        reply = httpx.post(f"{self.url}/v1/auth/token", json={"email": email, "password": password})
+        assert reply.status_code == 200, reply.text
+        return str(reply.json()["access_token"])
+
+
+@pytest.fixture(scope="session")
+def system(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    run_id = uuid.uuid4().hex[:8]
+    topic_prefix = f"e2e{run_id}."
+    database_prefix = f"e2e{run_id}_"
+    tmp: Path = tmp_path_factory.mktemp("system")
+    admin_password, demo_password = f"admin-{run_id}-pw", f"demo-{run_id}-pw"
+    base = {
+        "ENVIRONMENT": "test",
+        "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap_servers,
+        "MONGODB_URI": infra.mongodb_uri,
+        "TOPIC_PREFIX": topic_prefix,
+        "INTERNAL_TOKEN": f"internal-{run_id}",
+        "JWT_PRIVATE_KEY_PATH": str(tmp / "jwt.pem"),
+        "PLATFORM_ADMIN_EMAIL": f"admin-{run_id}@ailab.local",
+        "PLATFORM_ADMIN_PASSWORD": admin_password,
+        "DEMO_ADMIN_EMAIL": f"demo-{run_id}@ailab.local",
+        "DEMO_ADMIN_PASSWORD": demo_password,
+        "LOGIN_MAX_ATTEMPTS_PER_IP": "100000",
+        "LOG_LEVEL": "INFO",
+    }
+    ports = {name: free_port() for name in SERVICES}
+    running = start_all(ports, base, tmp / "logs", database_prefix=database_prefix)
+    try:
+        yield System(
+            running,
+            infra,
+            topic_prefix,
+            database_prefix,
+            base["PLATFORM_ADMIN_EMAIL"],
+            admin_password,
+            base["DEMO_ADMIN_EMAIL"],
+            demo_password,
+        )
+    finally:
+        stop_all(running)
+        for name in SERVICES:
+            log = tmp / "logs" / f"{name}.log"
+            if log.exists() and b"Traceback" in log.read_bytes():
+                print(f"--- {name}.log has tracebacks: {log}")
