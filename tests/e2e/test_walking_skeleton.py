@@ -337,3 +337,36 @@ def test_openapi_documents_forwarded_routes_with_schemas(system: System) -> None
         "/.well-known/jwks.json",
     ):
         assert path in doc["paths"], path
+
+
+def test_trace_context_flows_from_http_through_services_to_kafka(system: System) -> None:
+    demo = client(system.url, system.token(system.demo_email, system.demo_password))
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    reply = demo.post(
+        "/v1/tenants/demo/projects",
+        json={"name": "traced"},
+        headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01", "X-Request-ID": "req-traced-1"},
+    )
+    assert reply.status_code == 201, reply.text
+    assert reply.headers["x-request-id"] == "req-traced-1"
+    project_id = reply.json()["id"]
+
+    def traced_record() -> dict[str, bytes] | None:
+        records = asyncio.run(
+            read_topic(
+                system.infra.kafka_bootstrap_servers,
+                system.topic("ailab.registry.events"),
+                until=1,
+                timeout_s=5,
+            )
+        )
+        for r in records:
+            body = json.loads(r.value or b"")
+            if body["payload"].get("project_id") == project_id:
+                return {**dict(r.headers), "correlation_id": body["correlation_id"].encode()}
+        return None
+
+    headers = eventually(traced_record)
+    assert trace_id in headers["traceparent"].decode(), "the gateway's trace continues on the Kafka message"
+    assert headers["event_type"] == b"registry.ProjectCreated"
+    assert headers["correlation_id"] == b"req-traced-1", "the request id becomes the correlation id"

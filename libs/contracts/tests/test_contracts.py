@@ -89,3 +89,16 @@ def test_committed_schemas_are_up_to_date() -> None:
     for name, schema in schemas(REGISTRY).items():
         on_disk = json.loads((committed / name).read_text())
         assert on_disk == json.loads(json.dumps(schema)), f"{name} is stale: run `make contracts`"
+
+
+def test_asyncapi_lists_every_event_version_on_its_topic() -> None:
+    from ailab_contracts.asyncapi import asyncapi
+
+    doc = asyncapi(REGISTRY)
+    registry_channel = doc["channels"]["ailab_registry_events"]
+    assert registry_channel["address"] == "ailab.registry.events"
+    assert "registry_ProjectCreated_v1" in registry_channel["messages"]
+    total = sum(len(c["messages"]) for c in doc["channels"].values())
+    assert total == sum(len(REGISTRY.versions(t)) for t in REGISTRY.event_types())
+    committed = json.loads((Path(__file__).parent.parent / "asyncapi.json").read_text())
+    assert committed == json.loads(json.dumps(doc)), "asyncapi.json is stale: run `make contracts`"

@@ -1,7 +1,8 @@
 """Idempotency-Key support for POST: the first request's response is stored and replayed.
 
 A key is scoped to (tenant, caller, route). Reusing it with a different body is refused (422);
-a second request while the first is still running gets 409. Failed requests free the key.
+a second request while the first is still running gets 409. Failed requests free the key, and a
+key left `running` by a crashed process is freed once its lease (60 s) has passed.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
@@ -25,8 +26,17 @@ def body_hash(body: Any) -> str:
 
 
 class IdempotencyStore:
-    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+    def __init__(self, db: AsyncDatabase[dict[str, Any]], lease_s: float = 60.0) -> None:
         self._col = db["idempotency_keys"]
+        self._lease = timedelta(seconds=lease_s)
+
+    async def _take_over_abandoned(self, doc_id: str, existing: dict[str, Any]) -> bool:
+        """A `running` key older than the lease belongs to a process that died: free it."""
+        created = existing.get("created_at")
+        if created is None or datetime.now(UTC) - created < self._lease:
+            return False
+        result = await self._col.delete_one({"_id": doc_id, "state": "running", "created_at": created})
+        return result.deleted_count == 1
 
     async def run(
         self,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hmac
 import logging
 import time
 import uuid
@@ -30,9 +31,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 from . import topics_for_prefix
 from .consumer import Handler, IdempotentConsumer
 from .context import request_id_var, tenant_id_var, user_id_var
-from .errors import ApiError, ErrorResponse, install_error_handlers
+from .errors import ApiError, ErrorResponse, error_response, install_error_handlers
 from .eventstore import Commit, ConcurrencyConflict, MongoEventStore
 from .idempotency import IdempotencyStore
+from .internal import INTERNAL_TOKEN_HEADER
 from .kafka import ensure_topics, kafka_ready, new_producer
 from .logging import configure_logging
 from .projections import MongoPositionStore, Projection, Projector
@@ -65,6 +67,9 @@ class ServiceSpec:
     openapi_tags: list[dict[str, str]] = field(default_factory=list)
     extra_setup: Callable[[FastAPI], None] | None = None
     wire: Callable[[Runtime], None] | None = None  # builds service objects into runtime.extras
+    # Internal services accept /v1 calls only with the gateway's service credential; the gateway
+    # itself is public and authenticates end users instead.
+    internal_api: bool = True
 
 
 class Runtime:
@@ -250,6 +255,8 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:
     app.state.runtime = runtime
     app.state.settings = settings
     install_error_handlers(app)
+    if spec.internal_api:
+        _install_internal_guard(app, settings.internal_token)
     _install_request_context(app, spec.name)
 
     @app.get("/healthz", tags=["health"], summary="Liveness: the process is up")
@@ -312,6 +319,20 @@ def _install_request_context(app: FastAPI, service: str) -> None:
                 },
             )
         return response
+
+
+def _install_internal_guard(app: FastAPI, token: str) -> None:
+    """Refuse /v1 calls without the service credential before anything else (body parsing included)."""
+
+    @app.middleware("http")
+    async def internal_guard(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        if request.url.path.startswith("/v1/"):
+            given = request.headers.get(INTERNAL_TOKEN_HEADER.lower(), "")
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                return error_response(401, "unauthorized", "missing or invalid internal service credential")
+        return await call_next(request)
 
 
 def run_cli(spec: ServiceSpec, settings_cls: type[ServiceSettings]) -> None:

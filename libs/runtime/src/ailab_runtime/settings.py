@@ -6,6 +6,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_INTERNAL_TOKEN = "dev-internal-token-change-me"
+DEV_ENVIRONMENTS = ("development", "test")
 
 
 class ServiceSettings(BaseSettings):
@@ -32,8 +33,8 @@ class ServiceSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> ServiceSettings:
-        if self.environment == "production" and self.internal_token == DEV_INTERNAL_TOKEN:
-            raise ValueError("INTERNAL_TOKEN must be set outside development")
+        if self.environment not in DEV_ENVIRONMENTS and self.internal_token == DEV_INTERNAL_TOKEN:
+            raise ValueError("INTERNAL_TOKEN must be set outside development and test")
         return self
 
     @property

@@ -103,6 +103,7 @@ SPEC = ServiceSpec(
     migrations=initial_tenant_setup,
     wire=wire,
     extra_setup=setup_app,
+    internal_api=False,
     openapi_tags=[
         {"name": "auth", "description": "Sign-in, invites, token keys"},
         {"name": "tenants", "description": "Tenant settings, users, API keys, audit"},

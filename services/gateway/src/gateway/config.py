@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ailab_runtime.settings import ServiceSettings
+from ailab_runtime.settings import DEV_ENVIRONMENTS, ServiceSettings
 from pydantic import Field, model_validator
 
 DEV_ADMIN_PASSWORD = "ailab-admin-dev"
@@ -46,11 +46,11 @@ class Settings(ServiceSettings):
 
     @model_validator(mode="after")
     def _refuse_dev_passwords(self) -> Settings:
-        if self.environment == "production" and DEV_ADMIN_PASSWORD in (
-            self.platform_admin_password,
-            self.demo_admin_password,
+        if self.environment not in DEV_ENVIRONMENTS and (
+            self.platform_admin_password == DEV_ADMIN_PASSWORD
+            or self.demo_admin_password == DEV_DEMO_PASSWORD
         ):
             raise ValueError(
-                "PLATFORM_ADMIN_PASSWORD and DEMO_ADMIN_PASSWORD must be set outside development"
+                "PLATFORM_ADMIN_PASSWORD and DEMO_ADMIN_PASSWORD must be set outside development and test"
             )
         return self

@@ -107,3 +107,19 @@ def test_sliding_window_limiter() -> None:
     assert wait is not None and 56 < wait <= 57
     assert limiter.hit("other", now=3) is None
     assert limiter.hit("k", now=61) is None  # the first attempt left the window
+
+
+def test_production_refuses_development_secrets(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        Settings(environment="production", internal_token="x" * 32, platform_admin_password="p" * 20)
+    with pytest.raises(ValidationError):
+        Settings(environment="staging", demo_admin_password="d" * 20, platform_admin_password="p" * 20)
+    ok = Settings(
+        environment="production",
+        internal_token="x" * 32,
+        platform_admin_password="p" * 20,
+        demo_admin_password="d" * 20,
+    )
+    assert ok.environment == "production"
