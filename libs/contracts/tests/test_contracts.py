@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
+
 from ailab_contracts import REGISTRY, EventEnvelope, UnknownEventType, new_envelope
 from ailab_contracts.events.registry import ProjectCreated
 from ailab_contracts.schema import export, schemas
-from pydantic import ValidationError
 
 pytestmark = pytest.mark.unit
 

@@ -12,12 +12,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ailab_contracts import EventEnvelope, EventRegistry
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from opentelemetry import context as otel_context
 from pydantic import BaseModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
+
+from ailab_contracts import EventEnvelope, EventRegistry
 
 from .tracing import context_from_kafka, tracer
 

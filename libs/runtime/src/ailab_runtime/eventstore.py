@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from ailab_contracts import EventEnvelope
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
+
+from ailab_contracts import EventEnvelope
 
 
 class ConcurrencyConflict(Exception):

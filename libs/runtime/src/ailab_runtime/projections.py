@@ -21,8 +21,9 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, Protocol
 
-from ailab_contracts import EventEnvelope, EventRegistry
 from pydantic import BaseModel
+
+from ailab_contracts import EventEnvelope, EventRegistry
 
 from .eventstore import Commit, EventStore
 

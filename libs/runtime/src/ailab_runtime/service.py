@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ailab_contracts import REGISTRY, EventEnvelope, EventRegistry, new_envelope
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -27,6 +26,8 @@ from opentelemetry import trace
 from pydantic import BaseModel
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
+
+from ailab_contracts import REGISTRY, EventEnvelope, EventRegistry, new_envelope
 
 from . import topics_for_prefix
 from .consumer import Handler, IdempotentConsumer

@@ -6,10 +6,11 @@ import asyncio
 from typing import Any
 
 import pytest
+from pymongo.asynchronous.database import AsyncDatabase
+
 from ailab_runtime.counters import KeyedSerializer, LedgerCounter
 from ailab_runtime.eventstore import ConcurrencyConflict, MongoEventStore
 from ailab_runtime.testing.eventstore_contract import EventStoreContract, created, updated
-from pymongo.asynchronous.database import AsyncDatabase
 
 pytestmark = pytest.mark.integration
 

@@ -15,16 +15,16 @@ import sys
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaProducer
+from pydantic import BaseModel
+from pymongo.asynchronous.database import AsyncDatabase
+
 from ailab_contracts import REGISTRY, EventEnvelope
 from ailab_contracts.topics import REGISTRY as REGISTRY_TOPIC
 from ailab_runtime.consumer import IdempotentConsumer
 from ailab_runtime.eventstore import MongoEventStore
 from ailab_runtime.kafka import ensure_topics, new_producer
 from ailab_runtime.testing.eventstore_contract import created
-from aiokafka import AIOKafkaProducer
-from pydantic import BaseModel
-from pymongo.asynchronous.database import AsyncDatabase
-
 from tests.support.infra import Infra
 from tests.support.kafka import event_ids, read_topic
 

@@ -1,4 +1,5 @@
 import pytest
+
 from ailab_runtime.eventstore import InMemoryEventStore
 from ailab_runtime.testing.eventstore_contract import EventStoreContract
 

@@ -1,6 +1,7 @@
 """Pure helpers: cursors, ids, log redaction, topics."""
 
 import pytest
+
 from ailab_runtime import topics_for_prefix
 from ailab_runtime.errors import ApiError
 from ailab_runtime.ids import new_id

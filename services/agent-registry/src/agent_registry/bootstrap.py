@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from ailab_runtime.service import Runtime, ServiceSpec
 from fastapi import FastAPI
+
+from ailab_runtime.service import Runtime, ServiceSpec
 
 from .adapters.mongo_views import MongoRegistryViews, ensure_indexes
 from .adapters.runtime_recorder import RuntimeEventRecorder

@@ -6,9 +6,10 @@ import logging
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from pymongo.errors import DuplicateKeyError
+
 from ailab_runtime.errors import ApiError
 from ailab_runtime.service import Runtime
-from pymongo.errors import DuplicateKeyError
 
 from .application import handlers
 from .domain.commands import CreateAgent, CreateProject, PublishAgentVersion

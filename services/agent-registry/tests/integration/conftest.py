@@ -10,13 +10,13 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from pymongo import AsyncMongoClient
+
 from agent_registry.adapters.documents import VIEWS
 from agent_registry.bootstrap import SPEC
 from agent_registry.config import Settings
 from ailab_runtime.service import Runtime, create_app
-from fastapi import FastAPI
-from pymongo import AsyncMongoClient
-
 from tests.support.infra import Infra
 
 FLOW = {

@@ -6,6 +6,7 @@ import asyncio
 from datetime import timedelta
 
 import pytest
+
 from agent_registry.domain.model import project_stream
 from ailab_contracts import REGISTRY, new_envelope
 from ailab_contracts.events.registry import ProjectUpdated

@@ -7,8 +7,8 @@ import json
 from typing import Any
 
 import pytest
-from ailab_contracts.topics import REGISTRY as REGISTRY_TOPIC
 
+from ailab_contracts.topics import REGISTRY as REGISTRY_TOPIC
 from tests.support.kafka import read_topic
 
 from .conftest import Registry

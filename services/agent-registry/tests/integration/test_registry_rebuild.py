@@ -8,6 +8,7 @@ import sys
 from datetime import timedelta
 
 import pytest
+
 from agent_registry.domain.model import project_stream
 from ailab_contracts import EventEnvelope
 

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+
 from agent_registry.domain.errors import InvalidFlowGraph
 from agent_registry.domain.flow_graph import NODE_TYPES, flow_graph_problems, parse_flow_graph
 from ailab_contracts.events.registry import FlowGraph

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from agent_registry.adapters.memory import InMemoryRegistry
 from agent_registry.application import handlers, queries
 from agent_registry.application.ports import ListFilter, RegistryPorts

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
+
 from agent_registry.entrypoints.http import etag, parse_if_match
 from agent_registry.entrypoints.schemas import AgentVersionCreate, AgentVersionUpdate, ProjectCreate
-from pydantic import ValidationError
 
 pytestmark = pytest.mark.unit
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from agent_registry.domain.values import MAX_DEPTH, storage_problems
 
 pytestmark = pytest.mark.unit

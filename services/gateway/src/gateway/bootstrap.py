@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ailab_contracts import topics
-from ailab_runtime.service import ConsumerSpec, Runtime, ServiceSpec
 from fastapi import FastAPI
 from pymongo.asynchronous.database import AsyncDatabase
+
+from ailab_contracts import topics
+from ailab_runtime.service import ConsumerSpec, Runtime, ServiceSpec
 
 from .adapters.signing_keys import SigningKey
 from .adapters.upstream import Upstream

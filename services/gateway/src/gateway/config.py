@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from ailab_runtime.settings import DEV_ENVIRONMENTS, ServiceSettings
 from pydantic import Field, model_validator
+
+from ailab_runtime.settings import DEV_ENVIRONMENTS, ServiceSettings
 
 DEV_ADMIN_PASSWORD = "ailab-admin-dev"
 DEV_DEMO_PASSWORD = "ailab-demo-dev"

@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
+from pymongo.errors import DuplicateKeyError
+
 from ailab_contracts.events.tenancy import TenantLimits
 from ailab_runtime.errors import ApiError
 from ailab_runtime.service import Runtime
-from pymongo.errors import DuplicateKeyError
 
 log = logging.getLogger(__name__)
 

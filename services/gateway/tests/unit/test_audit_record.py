@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi import FastAPI, Request, Response
 from fastapi.testclient import TestClient
+
 from gateway.application.tokens import Principal
 from gateway.entrypoints.audit import audit_record
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import jwt
 import pytest
+
 from gateway.adapters.signing_keys import SigningKey
 from gateway.application.rate_limit import SlidingWindowLimiter
 from gateway.application.tokens import InvalidToken, TokenService, api_key_id, hash_api_key, new_api_key

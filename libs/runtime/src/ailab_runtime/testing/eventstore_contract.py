@@ -6,9 +6,9 @@ import asyncio
 from datetime import timedelta
 
 import pytest
+
 from ailab_contracts import REGISTRY, EventEnvelope, new_envelope
 from ailab_contracts.events.registry import ProjectCreated, ProjectUpdated
-
 from ailab_runtime.eventstore import ConcurrencyConflict, EventStore
 
 

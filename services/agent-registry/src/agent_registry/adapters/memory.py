@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import BaseModel
+
 from ailab_contracts import REGISTRY, EventEnvelope, new_envelope
 from ailab_contracts.events.registry import (
     AgentVersionPublished,
@@ -17,7 +19,6 @@ from ailab_contracts.events.registry import (
 )
 from ailab_runtime.errors import ApiError
 from ailab_runtime.pagination import decode_cursor, encode_cursor
-from pydantic import BaseModel
 
 from ..application.ports import ListFilter
 from ..domain.model import (

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ailab_runtime.pagination import keyset_page
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
+
+from ailab_runtime.pagination import keyset_page
 
 from ..application.ports import ListFilter
 from ..domain.model import DELETED, Agent, AgentVersion, Project

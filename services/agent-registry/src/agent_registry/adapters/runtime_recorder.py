@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from pydantic import BaseModel
+
 from ailab_contracts import EventEnvelope
 from ailab_runtime.service import Runtime
-from pydantic import BaseModel
 
 
 class RuntimeEventRecorder:

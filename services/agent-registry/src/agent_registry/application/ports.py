@@ -7,9 +7,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from pydantic import BaseModel
+
 from ailab_contracts import EventEnvelope
 from ailab_runtime.ids import new_id
-from pydantic import BaseModel
 
 from ..domain.model import Agent, AgentVersion, Project
 

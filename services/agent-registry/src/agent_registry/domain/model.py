@@ -13,6 +13,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, get_args
 
+from pydantic import BaseModel
+
 from ailab_contracts import EventEnvelope
 from ailab_contracts.events.registry import (
     AgentCreated,
@@ -26,7 +28,6 @@ from ailab_contracts.events.registry import (
     ProjectUpdated,
     VersionStatus,
 )
-from pydantic import BaseModel
 
 from .commands import (
     CreateAgent,

@@ -6,14 +6,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
 from ailab_contracts.events.registry import EntityStatus, VersionStatus
 from ailab_runtime.idempotency import StoredResponse
 from ailab_runtime.internal import Caller
 from ailab_runtime.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from ailab_runtime.service import Runtime
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 
 from ..application import handlers, queries
 from ..application.ports import ListFilter, RegistryPorts

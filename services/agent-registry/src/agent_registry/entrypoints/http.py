@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ailab_runtime.errors import ErrorResponse, error_response
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+
+from ailab_runtime.errors import ErrorResponse, error_response
 
 from ..domain.commands import Precondition
 from ..domain.errors import (

@@ -6,8 +6,9 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any
 
-from ailab_contracts.events.registry import EntityStatus, FlowGraph, VersionStatus
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from ailab_contracts.events.registry import EntityStatus, FlowGraph, VersionStatus
 
 from ..domain.flow_graph import NODE_TYPES
 from ..domain.model import Agent, AgentVersion, Project

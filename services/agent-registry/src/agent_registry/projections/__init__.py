@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ailab_runtime.projections import Projection
 from pymongo.asynchronous.database import AsyncDatabase
+
+from ailab_runtime.projections import Projection
 
 from .agent_versions import AgentVersionsProjection
 from .agents import AgentsProjection

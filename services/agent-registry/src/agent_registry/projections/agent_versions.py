@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ailab_contracts.events.registry import AgentVersionPublished, AgentVersionUpdated
 from pydantic import BaseModel
 from pymongo.asynchronous.database import AsyncDatabase
+
+from ailab_contracts.events.registry import AgentVersionPublished, AgentVersionUpdated
 
 from ..adapters.documents import AGENT_VERSIONS, agent_version_from_doc, agent_version_to_doc, version_key
 from ..domain.model import evolve_agent_version

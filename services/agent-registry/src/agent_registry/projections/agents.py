@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+from pymongo.asynchronous.database import AsyncDatabase
+
 from ailab_contracts.events.registry import (
     AgentCreated,
     AgentDeleted,
@@ -12,8 +15,6 @@ from ailab_contracts.events.registry import (
     AgentVersionPublished,
     AgentVersionUpdated,
 )
-from pydantic import BaseModel
-from pymongo.asynchronous.database import AsyncDatabase
 
 from ..adapters.documents import AGENTS, agent_from_doc, agent_to_doc
 from ..domain.model import evolve_agent

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ailab_contracts import EventEnvelope
-from ailab_contracts.events.registry import AgentVersionPublished
 from pydantic import BaseModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
+
+from ailab_contracts import EventEnvelope
+from ailab_contracts.events.registry import AgentVersionPublished
 
 from ..adapters.documents import ARTIFACTS
 from ..domain.model import EventMeta, artifact_documents, artifact_path

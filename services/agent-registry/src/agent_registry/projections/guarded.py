@@ -12,10 +12,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ailab_contracts import EventEnvelope
 from pydantic import BaseModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
+
+from ailab_contracts import EventEnvelope
 
 from ..domain.model import EventMeta
 

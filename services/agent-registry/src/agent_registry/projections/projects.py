@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ailab_contracts.events.registry import ProjectCreated, ProjectDeleted, ProjectUpdated
 from pydantic import BaseModel
 from pymongo.asynchronous.database import AsyncDatabase
+
+from ailab_contracts.events.registry import ProjectCreated, ProjectDeleted, ProjectUpdated
 
 from ..adapters.documents import PROJECTS, project_from_doc, project_to_doc
 from ..domain.model import evolve_project

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+
 from ailab_runtime.context import request_id_var
 from ailab_runtime.errors import ApiError
 from ailab_runtime.internal import INTERNAL_TOKEN_HEADER, PRINCIPAL_HEADER, ROLE_HEADER

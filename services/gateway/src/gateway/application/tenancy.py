@@ -8,12 +8,13 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
 from ailab_contracts.events import tenancy as ev
 from ailab_runtime.errors import ApiError, not_found
 from ailab_runtime.ids import new_id
 from ailab_runtime.service import Runtime
-from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError
 
 from ..adapters.passwords import hash_password, verify_password
 from ..config import Settings

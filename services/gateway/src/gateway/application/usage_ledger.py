@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ailab_contracts import EventEnvelope
-from ailab_contracts.events import registry as reg
-from ailab_runtime.consumer import Handler
 from pydantic import BaseModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
+
+from ailab_contracts import EventEnvelope
+from ailab_contracts.events import registry as reg
+from ailab_runtime.consumer import Handler
 
 
 def project_ledger_handler(db: AsyncDatabase[dict[str, Any]]) -> Handler:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from ailab_runtime.errors import ApiError, ErrorResponse
 from fastapi import APIRouter, Request
+
+from ailab_runtime.errors import ApiError, ErrorResponse
 
 from ..application.rate_limit import SlidingWindowLimiter
 from .deps import CurrentPrincipal, Tenancy, Tokens

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+
 from ailab_runtime.errors import ApiError, ErrorResponse, not_found
 from ailab_runtime.pagination import MAX_LIMIT, keyset_page
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from ..application.tenancy import TenancyService
 from ..application.tokens import Principal

@@ -7,9 +7,10 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from fastapi import FastAPI, Request, Response
+
 from ailab_runtime.context import request_id_var
 from ailab_runtime.ids import new_id
-from fastapi import FastAPI, Request, Response
 
 log = logging.getLogger(__name__)
 

@@ -3,10 +3,11 @@
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from ailab_runtime.context import tenant_id_var, user_id_var
-from ailab_runtime.errors import ApiError
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from ailab_runtime.context import tenant_id_var, user_id_var
+from ailab_runtime.errors import ApiError
 
 from ..application.tenancy import TenancyService
 from ..application.tokens import InvalidToken, Principal, TokenService, api_key_id

@@ -8,8 +8,9 @@ registry's own OpenAPI document (see openapi.py).
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from ailab_runtime.errors import ErrorResponse
 from fastapi import APIRouter, Depends, Request, Response
+
+from ailab_runtime.errors import ErrorResponse
 
 from ..application.tokens import Principal
 from ..domain.roles import Permission

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from ailab_contracts.events.tenancy import TenantLimits
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from ailab_contracts.events.tenancy import TenantLimits
 
 Plan = Literal["free", "pro", "enterprise"]
 InvitableRole = Literal["tenant_admin", "developer", "analyst", "observer"]

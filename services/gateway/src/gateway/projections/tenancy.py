@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+from pymongo.asynchronous.database import AsyncDatabase
+
 from ailab_contracts import EventEnvelope
 from ailab_contracts.events import tenancy as ev
 from ailab_runtime.views import apply_versioned
-from pydantic import BaseModel
-from pymongo.asynchronous.database import AsyncDatabase
 
 
 class TenantsView:
