@@ -37,8 +37,9 @@ down: ## stop services started with `make up DETACH=1`, then the infrastructure
 contracts: ## write JSON Schemas of every event version and the AsyncAPI document
 	@$(UV) run --frozen python -m ailab_contracts export-schemas libs/contracts/schemas
 
-lint: ## ruff
+lint: ## ruff, and import-linter's architecture contracts (pyproject.toml)
 	@$(UV) run --frozen ruff check libs services tests scripts
+	@$(UV) run --frozen lint-imports
 
 rebuild-projections: ## replay each service's event store into fresh read models
 	@for pkg in gateway agent_registry; do $(UV) run --frozen python -m $$pkg rebuild-projections; done
