@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import httpx
+from fastapi import Request, Response
+from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
 
 from ailab_runtime.context import request_id_var
 from ailab_runtime.errors import ApiError
@@ -12,7 +15,15 @@ from ailab_runtime.tracing import inject_http_headers
 from ..application.tokens import Principal
 
 FORWARDED_REQUEST_HEADERS = ("content-type", "if-match", "if-none-match", "idempotency-key", "accept")
-FORWARDED_RESPONSE_HEADERS = ("content-type", "etag", "location", "retry-after", "content-disposition")
+FORWARDED_RESPONSE_HEADERS = (
+    "content-type",
+    "content-length",
+    "etag",
+    "location",
+    "retry-after",
+    "content-disposition",
+    "idempotent-replayed",
+)
 
 
 class Upstream:
@@ -36,30 +47,31 @@ class Upstream:
             headers[ROLE_HEADER] = principal.role
         return inject_http_headers(headers)
 
-    async def send(
-        self,
-        method: str,
-        path: str,
-        *,
-        principal: Principal | None,
-        params: list[tuple[str, str]],
-        incoming_headers: dict[str, str],
-        body: bytes,
-    ) -> httpx.Response:
+    async def forward(self, request: Request, principal: Principal) -> Response:
+        """Stream `request` to this service and its answer back to the caller."""
+        has_body = request.method in ("POST", "PUT", "PATCH")
+        outgoing = self.client.build_request(
+            request.method,
+            request.url.path,
+            params=list(request.query_params.multi_items()),
+            content=request.stream() if has_body else None,
+            headers=self.headers(principal, dict(request.headers)),
+        )
         try:
-            return await self.client.request(
-                method,
-                path,
-                params=params,
-                content=body or None,
-                headers=self.headers(principal, incoming_headers),
-            )
+            reply = await self.client.send(outgoing, stream=True)
         except httpx.TimeoutException as exc:
             raise ApiError(504, "upstream_timeout", f"{self.name} did not answer in time") from exc
         except httpx.TransportError as exc:
             raise ApiError(
                 503, "upstream_unavailable", f"{self.name} is not reachable", headers={"Retry-After": "1"}
             ) from exc
+        headers = {k: v for k, v in reply.headers.items() if k.lower() in FORWARDED_RESPONSE_HEADERS}
+        return StreamingResponse(
+            reply.aiter_raw(),
+            status_code=reply.status_code,
+            headers=headers,
+            background=BackgroundTask(reply.aclose),
+        )
 
     async def ready(self) -> bool:
         try:

@@ -40,6 +40,44 @@ REGISTRY_ROUTES: list[tuple[str, str, Permission, str]] = [
         R,
         "Get a version artifact (flow-graph.json, config.json)",
     ),
+    # prompts
+    ("GET", f"{T}/prompts", R, "List prompts"),
+    ("POST", f"{T}/prompts", W, "Create a prompt"),
+    ("GET", f"{T}/prompts/{{prompt_id}}", R, "Get a prompt"),
+    ("PUT", f"{T}/prompts/{{prompt_id}}", W, "Update a prompt"),
+    ("DELETE", f"{T}/prompts/{{prompt_id}}", W, "Delete a prompt"),
+    ("GET", f"{T}/prompts/{{prompt_id}}/versions", R, "List versions of a prompt"),
+    ("POST", f"{T}/prompts/{{prompt_id}}/versions", W, "Create a prompt version"),
+    ("GET", f"{T}/prompts/{{prompt_id}}/versions/{{version}}", R, "Get a prompt version"),
+    ("POST", f"{T}/prompts/{{prompt_id}}/versions/{{version}}/render", R, "Render a prompt version"),
+    ("GET", f"{T}/prompts/{{prompt_id}}/diff", R, "Diff two prompt versions"),
+    ("PUT", f"{T}/prompts/{{prompt_id}}/labels/{{label}}", W, "Point a label at a version"),
+    ("DELETE", f"{T}/prompts/{{prompt_id}}/labels/{{label}}", W, "Remove a label"),
+    # tools
+    ("GET", f"{T}/tools", R, "List tools"),
+    ("POST", f"{T}/tools", W, "Create a tool"),
+    ("GET", f"{T}/tools/{{tool_id}}", R, "Get a tool"),
+    ("PUT", f"{T}/tools/{{tool_id}}", W, "Update a tool"),
+    ("DELETE", f"{T}/tools/{{tool_id}}", W, "Delete a tool"),
+    # datasets
+    ("GET", f"{T}/datasets", R, "List datasets"),
+    ("POST", f"{T}/datasets", W, "Create a dataset"),
+    ("GET", f"{T}/datasets/{{dataset_id}}", R, "Get a dataset"),
+    ("PUT", f"{T}/datasets/{{dataset_id}}", W, "Update a dataset"),
+    ("DELETE", f"{T}/datasets/{{dataset_id}}", W, "Delete a dataset and its file"),
+    ("POST", f"{T}/datasets/{{dataset_id}}/upload", W, "Upload the dataset file (JSONL or CSV, streamed)"),
+    ("GET", f"{T}/datasets/{{dataset_id}}/download", R, "Download the dataset file (streamed)"),
+    ("GET", f"{T}/datasets/{{dataset_id}}/examples", R, "List examples of a dataset"),
+    ("GET", f"{T}/datasets/{{dataset_id}}/examples/{{index}}", R, "Get one example"),
+    ("GET", f"{T}/datasets/{{dataset_id}}/files/{{name}}", R, "Get a dataset artifact (schema.json)"),
+    # experiments
+    ("GET", f"{T}/experiments", R, "List experiments"),
+    ("POST", f"{T}/experiments", W, "Create an experiment"),
+    ("GET", f"{T}/experiments/{{experiment_id}}", R, "Get an experiment"),
+    ("PUT", f"{T}/experiments/{{experiment_id}}", W, "Update an experiment"),
+    ("POST", f"{T}/experiments/{{experiment_id}}/start", W, "Start an experiment"),
+    ("GET", f"{T}/experiments/{{experiment_id}}/status", R, "Experiment status"),
+    ("GET", f"{T}/experiments/{{experiment_id}}/results", R, "Experiment results"),
 ]
 
 
@@ -47,26 +85,9 @@ def _forwarder(permission: Permission) -> Callable[..., Awaitable[Response]]:
     async def forward(
         request: Request, principal: Annotated[Principal, Depends(tenant_scope(permission))]
     ) -> Response:
+        # Bodies stream both ways (dataset files can be large): nothing is held whole in memory.
         upstream = request.app.state.upstreams["agent-registry"]
-        reply = await upstream.send(
-            request.method,
-            request.url.path,
-            principal=principal,
-            params=list(request.query_params.multi_items()),
-            incoming_headers=dict(request.headers),
-            body=await request.body(),
-        )
-        headers = {
-            k: v
-            for k, v in reply.headers.items()
-            if k.lower() in ("etag", "location", "retry-after", "content-disposition")
-        }
-        return Response(
-            content=reply.content,
-            status_code=reply.status_code,
-            headers=headers,
-            media_type=reply.headers.get("content-type"),
-        )
+        return await upstream.forward(request, principal)
 
     return forward
 

@@ -1,0 +1,5 @@
+"""Prompts and immutable prompt versions, labels, rendering and diffs."""
+
+from ..features import Feature
+
+FEATURE = Feature(name="prompts")
