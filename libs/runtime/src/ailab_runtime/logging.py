@@ -40,7 +40,7 @@ class JsonFormatter(logging.Formatter):
         }
         extra = getattr(record, "fields", None)
         if isinstance(extra, dict):
-            entry.update(redact(extra))
+            entry.update({k: v for k, v in redact(extra).items() if v is not None or k not in entry})
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)

@@ -316,6 +316,10 @@ def _install_request_context(app: FastAPI, service: str) -> None:
                         "path": request.url.path,
                         "status": response.status_code,
                         "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                        # The route ran in a child context, so take tenant and caller from the scope.
+                        "tenant_id": (request.scope.get("path_params") or {}).get("tenant_id"),
+                        "user_id": getattr(getattr(request.state, "principal", None), "subject", None)
+                        or request.headers.get("x-principal-id"),
                     }
                 },
             )
