@@ -15,6 +15,7 @@ commit of its stream is visible.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -96,6 +97,9 @@ class MongoEventStore:
     def __init__(self, db: AsyncDatabase[dict[str, Any]], collection: str = "events") -> None:
         self._commits = db[collection]
         self._sequence = db[f"{collection}_sequence"]
+        # The relay sets `published` and the projector `projected` on the same commit documents;
+        # FerretDB would lose one of two concurrent updates, so this process makes them take turns.
+        self._flags = asyncio.Lock()
 
     async def ensure_indexes(self) -> None:
         await self._commits.create_index(
@@ -167,10 +171,11 @@ class MongoEventStore:
 
     async def mark_published(self, commit_ids: Sequence[str]) -> None:
         if commit_ids:
-            await self._commits.update_many(
-                {"_id": {"$in": list(commit_ids)}},
-                {"$set": {"published": True, "published_at": datetime.now(UTC)}},
-            )
+            async with self._flags:
+                await self._commits.update_many(
+                    {"_id": {"$in": list(commit_ids)}},
+                    {"$set": {"published": True, "published_at": datetime.now(UTC)}},
+                )
 
     async def unprojected(self, limit: int, older_than: timedelta) -> list[Commit]:
         cutoff = datetime.now(UTC) - older_than
@@ -183,7 +188,10 @@ class MongoEventStore:
 
     async def mark_projected(self, commit_ids: Sequence[str]) -> None:
         if commit_ids:
-            await self._commits.update_many({"_id": {"$in": list(commit_ids)}}, {"$set": {"projected": True}})
+            async with self._flags:
+                await self._commits.update_many(
+                    {"_id": {"$in": list(commit_ids)}}, {"$set": {"projected": True}}
+                )
 
     async def all_commits(self) -> AsyncIterator[Commit]:
         async for doc in self._commits.find({}).sort("seq", ASCENDING):
