@@ -1,13 +1,200 @@
-"""Events of agent runs and experiment execution results (run-executor)."""
+"""Events of agent runs and experiment execution results (run-executor, topic `ailab.runs.events`).
+
+Experiment runs. The run-executor consumes `registry.ExperimentStarted` and, for that run, records
+on the stream `experiment-run:{tenant}:{experiment_id}:{run_number}` (see `experiment_run_stream`):
+
+1. `runs.ExperimentRunStarted` (stream_version 1) when it begins,
+2. one `runs.ExperimentExampleScored` per example (stream_version 2, 3, ... in any example order),
+3. `runs.ExperimentRunCompleted` last (status completed, failed or cancelled, with the summary).
+
+The envelope's `tenant_id` is the experiment's tenant (also the Kafka key). Consumers are
+idempotent: a result is keyed by (experiment_id, run_number, example_index), so a redelivered or
+re-sent example is counted once, and the run status is ordered by stream_version and never moves
+backwards (running -> completed|failed|cancelled), whatever order the events arrive in.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-EVENTS: list[tuple[str, int, type[BaseModel]]] = []
+EXPERIMENT_RUN_STREAM_PREFIX = "experiment-run"
+
+
+def experiment_run_stream(tenant_id: str, experiment_id: str, run_number: int) -> str:
+    """`experiment-run:{tenant}:{experiment_id}:{run_number}`: the stream of one experiment run."""
+    return f"{EXPERIMENT_RUN_STREAM_PREFIX}:{tenant_id}:{experiment_id}:{run_number}"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+UsdAmount = Annotated[
+    str,
+    StringConstraints(pattern=r"^\d{1,15}(\.\d{1,15})?$"),
+    Field(
+        description="US dollars as a fixed-point decimal string (`format(Decimal, 'f')`), never a float.",
+        examples=["0.00042"],
+    ),
+]
+ExperimentRunStatus = Literal["completed", "failed", "cancelled"]
+
+_MAX_DEPTH = 32
+
+
+def _storable_problem(value: Any, path: str, depth: int = 0) -> str | None:
+    """Why a JSON value could not be stored in a document store (MongoDB keys, 64-bit integers,
+    finite numbers), or None."""
+    if depth > _MAX_DEPTH:
+        return f"{path}: nests deeper than {_MAX_DEPTH} levels"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str) or not key or key.startswith("$") or "." in key or "\x00" in key:
+                return f"{path}: key {key!r} must be non-empty and hold no '$' prefix, '.' or NUL"
+            if problem := _storable_problem(item, f"{path}.{key}", depth + 1):
+                return problem
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            if problem := _storable_problem(item, f"{path}[{i}]", depth + 1):
+                return problem
+    elif isinstance(value, bool) or value is None or isinstance(value, str):
+        return None
+    elif isinstance(value, int):
+        if not -(2**63) <= value < 2**63:
+            return f"{path}: integers must fit in 64 bits"
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            return f"{path}: NaN and Infinity are not JSON numbers"
+    else:
+        return f"{path}: unsupported value of type {type(value).__name__}"
+    return None
+
+
+class RunError(_Model):
+    code: str = Field(
+        min_length=1, max_length=100, description="Machine-readable reason.", examples=["provider_timeout"]
+    )
+    message: str = Field(max_length=4000, description="What happened, for people.", examples=["timed out"])
+
+
+class EvaluatorScore(_Model):
+    evaluator: str = Field(
+        description="Name of the evaluator in the experiment definition.", examples=["exact"]
+    )
+    score: float = Field(
+        ge=0, le=1, allow_inf_nan=False, description="0 (worst) .. 1 (best).", examples=[1.0]
+    )
+    passed: bool = Field(description="Whether the example passes this evaluator.", examples=[True])
+    detail: str | None = Field(
+        default=None, max_length=4000, description="Why (judge rationale, mismatch).", examples=["equal"]
+    )
+
+
+class ExperimentRunStarted(_Model):
+    """The run-executor began the run (stream `experiment-run:{tenant}:{experiment_id}:{run_number}`,
+    stream_version 1)."""
+
+    experiment_id: str = Field(examples=["exp_0192f3a4b5c6d1e2f3"])
+    run_number: int = Field(ge=1, examples=[1])
+    started_at: AwareDatetime = Field(description="When execution began (UTC).")
+    example_count: int = Field(ge=0, description="Examples it will evaluate (the pinned file's rows).")
+
+
+class ExperimentExampleScored(_Model):
+    """One example was run and scored, or failed (`error` set). Sent once per example; a re-send or
+    redelivery is harmless (the key is experiment_id + run_number + example_index). Stream
+    `experiment-run:{tenant}:{experiment_id}:{run_number}`."""
+
+    experiment_id: str = Field(examples=["exp_0192f3a4b5c6d1e2f3"])
+    run_number: int = Field(ge=1, examples=[1])
+    example_index: int = Field(ge=0, description="Row of the pinned dataset file, from 0.", examples=[0])
+    run_id: str | None = Field(
+        default=None,
+        description="The agent/prompt run that produced the output (null if it never started).",
+        examples=["run_0192f3a4b5c6d1e2f3"],
+    )
+    output: Any = Field(
+        default=None,
+        description="The target's output: any JSON value that a document store can keep "
+        "(object keys non-empty, without a `$` prefix or `.`; finite numbers, 64-bit integers).",
+        examples=["billing"],
+    )
+    scores: list[EvaluatorScore] = Field(
+        default_factory=list, max_length=20, description="One per evaluator; empty when `error` is set."
+    )
+    latency_ms: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False, description="Target run time.", examples=[812.0]
+    )
+    tokens_in: int = Field(default=0, ge=0, description="Prompt tokens of the target run.", examples=[120])
+    tokens_out: int = Field(default=0, ge=0, description="Completion tokens of the target run.", examples=[8])
+    cost_usd: UsdAmount | None = Field(default=None, description="Cost of the target run (and judges).")
+    error: RunError | None = Field(default=None, description="Why the example could not be scored.")
+
+    @field_validator("output")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        if problem := _storable_problem(value, "output"):
+            raise ValueError(problem)
+        return value
+
+
+class EvaluatorSummary(_Model):
+    evaluator: str = Field(examples=["exact"])
+    pass_rate: float | None = Field(
+        default=None, ge=0, le=1, allow_inf_nan=False, description="Passed / scored examples."
+    )
+    mean_score: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
+
+
+class ExperimentRunSummary(_Model):
+    """Aggregates over every example of the run (rates and means over scored examples; null when
+    none was scored)."""
+
+    examples_total: int = Field(ge=0, examples=[50])
+    examples_scored: int = Field(ge=0, description="Examples with scores.", examples=[49])
+    examples_failed: int = Field(ge=0, description="Examples with an error.", examples=[1])
+    pass_rate: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="Share of scored examples that passed every evaluator.",
+        examples=[0.82],
+    )
+    mean_score: float | None = Field(
+        default=None, ge=0, le=1, allow_inf_nan=False, description="Mean of all scores.", examples=[0.87]
+    )
+    evaluators: list[EvaluatorSummary] = Field(default_factory=list, description="Per evaluator.")
+    latency_p50_ms: float | None = Field(default=None, ge=0, allow_inf_nan=False, examples=[640.0])
+    latency_p95_ms: float | None = Field(default=None, ge=0, allow_inf_nan=False, examples=[1900.0])
+    latency_p99_ms: float | None = Field(default=None, ge=0, allow_inf_nan=False, examples=[2400.0])
+    cost_total_usd: UsdAmount | None = Field(default=None, examples=["0.0213"])
+    cost_p50_usd: UsdAmount | None = Field(default=None, examples=["0.0004"])
+    cost_p95_usd: UsdAmount | None = Field(default=None, examples=["0.0009"])
+
+
+class ExperimentRunCompleted(_Model):
+    """The run ended: `completed` (every example reported), `failed` (the run could not go on,
+    `error` says why) or `cancelled`. Last event of the stream
+    `experiment-run:{tenant}:{experiment_id}:{run_number}`."""
+
+    experiment_id: str = Field(examples=["exp_0192f3a4b5c6d1e2f3"])
+    run_number: int = Field(ge=1, examples=[1])
+    status: ExperimentRunStatus = Field(examples=["completed"])
+    summary: ExperimentRunSummary
+    error: RunError | None = Field(default=None, description="Why the run failed or was cancelled.")
+    completed_at: AwareDatetime = Field(description="When the run ended (UTC).")
+
+
+EVENTS: list[tuple[str, int, type[BaseModel]]] = [
+    ("runs.ExperimentRunStarted", 1, ExperimentRunStarted),
+    ("runs.ExperimentExampleScored", 1, ExperimentExampleScored),
+    ("runs.ExperimentRunCompleted", 1, ExperimentRunCompleted),
+]
 
 # (event_type, from_version, function turning a v(from_version) payload into v(from_version + 1))
 UPCASTERS: list[tuple[str, int, Callable[[dict[str, Any]], dict[str, Any]]]] = []
