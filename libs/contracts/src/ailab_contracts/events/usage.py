@@ -1,13 +1,183 @@
-"""Events of usage metering (every producer of usage; consumed by usage-meter)."""
+"""Events of usage metering (topic `ailab.usage.events`): every producer of usage records
+`usage.UsageRecorded`; the usage-meter consumes them into its ledger and aggregates.
+
+One event = one measurement of one meter, for one tenant and one principal. Producers record it in
+their own event store (outbox), on the stream of the thing that caused the usage (a run, a dataset,
+...), so it is published exactly when that change is; the relay routes every `usage.` event type
+to `ailab.usage.events`, keyed by tenant. The envelope's `event_id` is the dedupe key, and the
+envelope's `tenant_id` always equals the payload's `tenant_id`.
+
+Quantities and costs are exact decimals, serialized as JSON strings (`"0.012345"`, never a binary
+float that would round): a decimal string parses back to the same `Decimal`, aggregates add up
+exactly, and MongoDB's Decimal128 (34 significant digits) stores them without loss. Producers may
+pass a `Decimal`, an `int` or a decimal string; a float is refused.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from typing import Any
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
-EVENTS: list[tuple[str, int, type[BaseModel]]] = []
+UsageMeter = Literal[
+    "requests",
+    "tokens_in",
+    "tokens_out",
+    "images_generated",
+    "audio_seconds",
+    "compute_seconds",
+    "storage_mb",
+    "egress_mb",
+    "fine_tune_tokens",
+    "eval_examples",
+    "latency_ms",
+]
+METERS: tuple[str, ...] = get_args(UsageMeter)
+
+UsageProvider = Literal["openai", "anthropic", "bedrock", "local", "internal"]
+PROVIDERS: tuple[str, ...] = get_args(UsageProvider)
+
+# Meters measuring an amount held over time (a gauge), reported as signed deltas: storing more is
+# positive, freeing it is negative. Every other meter counts things and is never negative.
+DELTA_METERS: frozenset[str] = frozenset({"storage_mb"})
+
+MAX_DIGITS = 34  # significant digits of MongoDB's Decimal128
+MAX_DECIMAL_PLACES = 18
+_DECIMAL_PATTERN = r"^-?\d+(\.\d+)?$"
+
+
+def decimal_text(value: Decimal) -> str:
+    """Fixed-point text of a decimal (`format(value, 'f')`): never an exponent, never a float."""
+    return format(value, "f")
+
+
+def _exact_decimal(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("expected a decimal string, not a boolean")
+    if isinstance(value, float):
+        raise ValueError('send exact quantities as decimal strings (e.g. "0.25"), not as floats')
+    if isinstance(value, str):
+        try:
+            parsed = Decimal(value.strip())
+        except InvalidOperation as exc:
+            raise ValueError(f"{value!r} is not a decimal number") from exc
+        return parsed
+    return value
+
+
+ExactDecimal = Annotated[
+    Decimal,
+    BeforeValidator(_exact_decimal),
+    Field(allow_inf_nan=False, max_digits=MAX_DIGITS, decimal_places=MAX_DECIMAL_PLACES),
+    PlainSerializer(decimal_text, return_type=str, when_used="json"),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": _DECIMAL_PATTERN,
+            "description": "Exact decimal number as a string (fixed-point, no exponent).",
+        }
+    ),
+]
+"""An exact decimal that travels as a fixed-point string (`"12.5"`, `"-0.000001"`)."""
+
+DimensionKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+]
+DimensionValue = str | int | float | bool | None
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class UsageRecorded(_Event):
+    """A measured quantity of one meter (the specification's `UsageEventPayload`)."""
+
+    tenant_id: str = Field(min_length=1, description="Tenant the usage is billed to.", examples=["acme"])
+    user_id: str = Field(
+        min_length=1,
+        description="Principal that caused the usage (user id, API key id, or `system`).",
+        examples=["usr_8f2c"],
+    )
+    project_id: str | None = Field(default=None, description="Project, when known.", examples=["prj_01"])
+    agent_id: str | None = Field(default=None, description="Agent, when known.", examples=["agt_01"])
+    run_id: str | None = Field(default=None, description="Run, when the usage belongs to one.")
+    tool_id: str | None = Field(default=None, description="Tool, when the usage belongs to one.")
+    meter: UsageMeter = Field(
+        description="What is measured; the unit is in the name.", examples=["tokens_in"]
+    )
+    quantity: ExactDecimal = Field(
+        description="Amount in the meter's unit, exact. Never negative, except for delta meters "
+        "(`storage_mb`), whose negative quantities report freed storage.",
+        examples=["1250", "0.012345", "-10.5"],
+    )
+    cost_usd_estimate: ExactDecimal | None = Field(
+        default=None,
+        description="Producer's estimate in US dollars (exact decimal string); the billing rating is "
+        "authoritative.",
+        examples=["0.00125"],
+    )
+    provider: UsageProvider = Field(
+        description="Who served it: an LLM provider, the built-in `local` provider, or `internal` "
+        "for the platform's own resources (storage, compute).",
+        examples=["openai"],
+    )
+    model: str | None = Field(
+        default=None, max_length=200, description="Provider model.", examples=["gpt-4o"]
+    )
+    request_id: str = Field(
+        min_length=1,
+        max_length=200,
+        description="Request (or job) that caused the usage; correlates with logs and traces.",
+        examples=["req_5b1e9a"],
+    )
+    timestamp: AwareDatetime = Field(
+        description="When the usage happened (ISO 8601 with offset); the day it is billed on.",
+        examples=["2026-11-27T12:00:00Z"],
+    )
+    dimensions: dict[DimensionKey, DimensionValue] = Field(
+        default_factory=dict,
+        max_length=32,
+        description="Scalar attributes to group by (endpoint, status, dataset_id, latency_ms, ...).",
+        examples=[{"dataset_id": "dst_01", "bytes_delta": 12345, "action": "upload"}],
+    )
+
+    @field_validator("dimensions")
+    @classmethod
+    def _finite_numbers(cls, value: dict[str, DimensionValue]) -> dict[str, DimensionValue]:
+        for key, item in value.items():
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ValueError(f"dimension {key!r}: NaN and Infinity are not JSON numbers")
+            if isinstance(item, int) and not isinstance(item, bool) and not -(2**63) <= item < 2**63:
+                raise ValueError(f"dimension {key!r}: integers must fit in 64 bits")
+            if isinstance(item, str) and len(item) > 500:
+                raise ValueError(f"dimension {key!r}: at most 500 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _sign(self) -> UsageRecorded:
+        if self.quantity < 0 and self.meter not in DELTA_METERS:
+            raise ValueError(f"quantity of meter {self.meter} cannot be negative")
+        return self
+
+
+EVENTS: list[tuple[str, int, type[BaseModel]]] = [
+    ("usage.UsageRecorded", 1, UsageRecorded),
+]
 
 # (event_type, from_version, function turning a v(from_version) payload into v(from_version + 1))
 UPCASTERS: list[tuple[str, int, Callable[[dict[str, Any]], dict[str, Any]]]] = []
