@@ -20,7 +20,19 @@ pytestmark = pytest.mark.e2e
 
 VIEWS = {
     "gateway": ["tenants", "users", "api_keys"],
-    "agent-registry": ["projects", "agents", "agent_versions", "artifacts"],
+    "agent-registry": [
+        "projects",
+        "agents",
+        "agent_versions",
+        "artifacts",
+        "prompts",
+        "prompt_versions",
+        "tools",
+        "datasets",
+        "dataset_artifacts",
+        "experiments",
+        "experiment_runs",
+    ],
 }
 
 
@@ -49,6 +61,37 @@ def test_rebuilt_views_equal_live_views(system: System) -> None:
     owner.post(f"/v1/tenants/{tenant_id}/agents/{agent_id}/versions", json={"flow_graph": FLOW})
     owner.put(f"/v1/tenants/{tenant_id}/agents/{agent_id}/versions/1", json={"status": "deprecated"})
     admin.put(f"/v1/admin/tenants/{tenant_id}", json={"plan": "enterprise"})
+    prompt_id = owner.post(f"/v1/tenants/{tenant_id}/prompts", json={"name": "p"}).json()["id"]
+    owner.post(
+        f"/v1/tenants/{tenant_id}/prompts/{prompt_id}/versions",
+        json={
+            "template": "Hi {{ who }}",
+            "variables": [{"name": "who", "type": "string"}],
+            "labels": ["production"],
+        },
+    )
+    owner.post(
+        f"/v1/tenants/{tenant_id}/tools", json={"name": "calc", "kind": "builtin", "builtin": "calculator"}
+    )
+    dataset_id = owner.post(f"/v1/tenants/{tenant_id}/datasets", json={"name": "d"}).json()["id"]
+    owner.post(
+        f"/v1/tenants/{tenant_id}/datasets/{dataset_id}/upload",
+        content=b'{"input": "1", "expected": "1"}\n',
+        headers={"Content-Type": "application/x-ndjson"},
+    )
+    experiment = owner.post(
+        f"/v1/tenants/{tenant_id}/experiments",
+        json={
+            "name": "e",
+            "target": {"type": "agent_version", "agent_id": agent_id, "version": 1},
+            "dataset_id": dataset_id,
+            "evaluators": [{"name": "exact", "type": "exact_match"}],
+        },
+    )
+    assert experiment.status_code == 201, experiment.text
+    assert (
+        owner.post(f"/v1/tenants/{tenant_id}/experiments/{experiment.json()['id']}/start").status_code == 202
+    )
 
     for service, package in (("gateway", "gateway"), ("agent-registry", "agent_registry")):
         stop_service(system.running, service)  # no live writer while the views are replaced
