@@ -20,7 +20,7 @@ from .config import Settings
 from .entrypoints import api_auth, api_system, api_tenants
 from .entrypoints.audit import install_audit
 from .entrypoints.openapi import install_openapi
-from .entrypoints.proxy import registry_router
+from .entrypoints.proxy import registry_router, runs_router
 from .migrations import initial_tenant_setup
 from .projections.tenancy import tenancy_views
 
@@ -90,6 +90,7 @@ SPEC = ServiceSpec(
         api_tenants.admin_router,
         api_system.router,
         registry_router(),
+        runs_router(),
     ],
     projections=tenancy_views,
     consumers=[
@@ -108,7 +109,11 @@ SPEC = ServiceSpec(
     openapi_tags=[
         {"name": "auth", "description": "Sign-in, invites, token keys"},
         {"name": "tenants", "description": "Tenant settings, users, API keys, audit"},
-        {"name": "registry", "description": "Projects, agents and versions (served by agent-registry)"},
+        {
+            "name": "registry",
+            "description": "Projects, agents, prompts, tools, datasets, experiments (agent-registry)",
+        },
+        {"name": "runs", "description": "Agent runs, logs and traces (served by run-executor)"},
         {"name": "admin", "description": "Platform administration (platform_admin only)"},
         {"name": "health", "description": "Probes"},
     ],

@@ -22,11 +22,13 @@ class Permission(StrEnum):
     AUDIT_READ = "audit:read"
     REGISTRY_READ = "registry:read"
     REGISTRY_WRITE = "registry:write"
+    RUNS_READ = "runs:read"
+    RUNS_WRITE = "runs:write"
     ADMIN_TENANTS = "admin:tenants"
     ADMIN_SYSTEM = "admin:system"
 
 
-_READ = {Permission.TENANT_READ, Permission.REGISTRY_READ}
+_READ = {Permission.TENANT_READ, Permission.REGISTRY_READ, Permission.RUNS_READ}
 
 PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.PLATFORM_ADMIN: frozenset(Permission),
@@ -39,9 +41,12 @@ PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.API_KEYS_MANAGE,
             Permission.AUDIT_READ,
             Permission.REGISTRY_WRITE,
+            Permission.RUNS_WRITE,
         }
     ),
-    Role.DEVELOPER: frozenset(_READ | {Permission.USERS_READ, Permission.REGISTRY_WRITE}),
+    Role.DEVELOPER: frozenset(
+        _READ | {Permission.USERS_READ, Permission.REGISTRY_WRITE, Permission.RUNS_WRITE}
+    ),
     Role.ANALYST: frozenset(_READ | {Permission.USERS_READ}),
     Role.OBSERVER: frozenset(_READ),
 }

@@ -81,12 +81,23 @@ REGISTRY_ROUTES: list[tuple[str, str, Permission, str]] = [
 ]
 
 
-def _forwarder(permission: Permission) -> Callable[..., Awaitable[Response]]:
+RUN_ROUTES: list[tuple[str, str, Permission, str]] = [
+    ("GET", f"{T}/runs", Permission.RUNS_READ, "List runs (filters: agent_id, status, time range)"),
+    ("POST", f"{T}/runs", Permission.RUNS_WRITE, "Start a run (optionally streamed as server-sent events)"),
+    ("GET", f"{T}/runs/{{run_id}}", Permission.RUNS_READ, "Get a run"),
+    ("PATCH", f"{T}/runs/{{run_id}}", Permission.RUNS_WRITE, "Update a run's status (cancel)"),
+    ("DELETE", f"{T}/runs/{{run_id}}", Permission.RUNS_WRITE, "Delete a finished run"),
+    ("GET", f"{T}/runs/{{run_id}}/logs", Permission.RUNS_READ, "Run logs (paginated)"),
+    ("GET", f"{T}/runs/{{run_id}}/traces", Permission.RUNS_READ, "Run span tree"),
+]
+
+
+def _forwarder(permission: Permission, service: str = "agent-registry") -> Callable[..., Awaitable[Response]]:
     async def forward(
         request: Request, principal: Annotated[Principal, Depends(tenant_scope(permission))]
     ) -> Response:
         # Bodies stream both ways (dataset files can be large): nothing is held whole in memory.
-        upstream = request.app.state.upstreams["agent-registry"]
+        upstream = request.app.state.upstreams[service]
         return await upstream.forward(request, principal)
 
     return forward
@@ -104,5 +115,21 @@ def registry_router() -> APIRouter:
             responses=errors,
             name=f"{method.lower()}:{path}",
             description=f"Requires permission `{permission.value}`. Forwarded to agent-registry.",
+        )
+    return router
+
+
+def runs_router() -> APIRouter:
+    router = APIRouter(tags=["runs"])
+    errors = {s: {"model": ErrorResponse} for s in (401, 403, 404, 409, 422, 429, 503)}
+    for method, path, permission, summary in RUN_ROUTES:
+        router.add_api_route(
+            path,
+            _forwarder(permission, "run-executor"),
+            methods=[method],
+            summary=summary,
+            responses=errors,
+            name=f"{method.lower()}:{path}",
+            description=f"Requires permission `{permission.value}`. Forwarded to run-executor.",
         )
     return router
