@@ -13,7 +13,12 @@ pytestmark = pytest.mark.unit
 
 def test_import_contracts_are_kept() -> None:
     exe = shutil.which("lint-imports") or str(Path(sys.executable).with_name("lint-imports"))
-    result = subprocess.run([exe, "--no-cache"], capture_output=True, text=True, timeout=300,
-                            cwd=Path(__file__).resolve().parent.parent)
+    result = subprocess.run(
+        [exe, "--no-cache"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     assert result.returncode == 0, result.stdout[-3000:]
     assert "0 broken" in result.stdout
