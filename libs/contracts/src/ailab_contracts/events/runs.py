@@ -19,7 +19,15 @@ import math
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
 EXPERIMENT_RUN_STREAM_PREFIX = "experiment-run"
 
@@ -190,10 +198,174 @@ class ExperimentRunCompleted(_Model):
     completed_at: AwareDatetime = Field(description="When the run ended (UTC).")
 
 
+# --- agent runs -------------------------------------------------------------------------------------
+#
+# One stream per run, `run:{tenant}:{run_id}` (see `run_stream`): `runs.RunQueued` (stream_version 1,
+# recorded when the API accepts the run), `runs.RunStarted` when the executor begins, then exactly one
+# terminal event: `runs.RunSucceeded`, `runs.RunFailed`, `runs.RunCancelled` or `runs.RunTimedOut`
+# (a run cancelled or failed while still queued has no RunStarted). `runs.RunDeleted` may follow a
+# terminal event. Status moves only forward: queued -> running -> succeeded | failed | cancelled |
+# timed_out, and queued -> cancelled | failed.
+
+RUN_STREAM_PREFIX = "run"
+
+RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "timed_out"]
+TERMINAL_RUN_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "timed_out"})
+
+
+def run_stream(tenant_id: str, run_id: str) -> str:
+    """`run:{tenant}:{run_id}`: the stream of one agent run."""
+    return f"{RUN_STREAM_PREFIX}:{tenant_id}:{run_id}"
+
+
+def _storable_field(value: Any, name: str) -> Any:
+    if problem := _storable_problem(value, name):
+        raise ValueError(problem)
+    return value
+
+
+class RunTotals(_Model):
+    """What a run consumed, summed over every provider call it made (failed and cancelled calls
+    included, with the tokens the provider reported before the failure)."""
+
+    tokens_in: int = Field(default=0, ge=0, description="Prompt tokens of every call.", examples=[120])
+    tokens_out: int = Field(default=0, ge=0, description="Completion tokens of every call.", examples=[48])
+    cost_usd: UsdAmount = Field(
+        default="0",
+        description="Sum of the cost estimates of the priced calls. When `unpriced_calls` > 0 this is a "
+        "lower bound: those calls used models without a price (never counted as $0).",
+    )
+    unpriced_calls: int = Field(
+        default=0, ge=0, description="Calls whose model has no price in the price table.", examples=[0]
+    )
+    provider_calls: int = Field(default=0, ge=0, description="LLM provider calls made.", examples=[2])
+    tool_calls: int = Field(default=0, ge=0, description="Tool invocations made.", examples=[1])
+    steps: int = Field(default=0, ge=0, description="Node executions.", examples=[3])
+    latency_ms: float = Field(
+        default=0, ge=0, allow_inf_nan=False, description="Wall time from start to end.", examples=[812.5]
+    )
+
+
+class RunErrorInfo(_Model):
+    """Why a run did not succeed."""
+
+    code: str = Field(
+        min_length=1,
+        max_length=100,
+        description="Machine-readable reason (`step_limit_exceeded`, `provider_timeout`, "
+        "`tool_host_not_allowed`, `executor_restarted` ...).",
+        examples=["step_limit_exceeded"],
+    )
+    message: str = Field(max_length=4000, description="What happened, for people.", examples=["100 steps"])
+    node_id: str | None = Field(
+        default=None, max_length=128, description="Node where it happened, if any.", examples=["draft"]
+    )
+
+
+class RunQueued(_Model):
+    """The API accepted a run of an agent version (stream `run:{tenant}:{run_id}`, version 1)."""
+
+    run_id: str = Field(description="Run id, time-ordered.", examples=["run_0192f3a4b5c6d1e2f3"])
+    agent_id: str = Field(examples=["agt_0192f3a4b5c6d1e2f3"])
+    agent_version: int = Field(ge=1, description="Agent version the run executes.", examples=[3])
+    project_id: str | None = Field(default=None, description="The agent's project.", examples=["prj_01"])
+    inputs: dict[str, Any] = Field(
+        default_factory=dict, description="Inputs of the run (the flow's `inputs`).", examples=[{"q": "hi"}]
+    )
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Caller's free-form JSON object.")
+    timeout_s: float = Field(
+        gt=0, allow_inf_nan=False, description="Wall-clock limit of the execution.", examples=[120.0]
+    )
+    max_steps: int = Field(ge=1, description="Most node executions allowed.", examples=[100])
+    streamed: bool = Field(default=False, description="The caller asked for server-sent events.")
+    trace_id: str = Field(
+        pattern=r"^[0-9a-f]{32}$",
+        description="W3C trace id of the run's spans.",
+        examples=["4bf92f3577b34da6a3ce929d0e0e4736"],
+    )
+    request_id: str | None = Field(default=None, max_length=200, description="Request that started it.")
+    created_by: str = Field(description="Principal that started the run.", examples=["usr_01"])
+    queued_at: AwareDatetime = Field(description="When it was accepted (UTC).")
+
+    @field_validator("inputs", "metadata")
+    @classmethod
+    def _storable(cls, value: Any, info: ValidationInfo) -> Any:
+        return _storable_field(value, str(info.field_name))
+
+
+class RunStarted(_Model):
+    """The executor began executing the run (it had a free slot of its tenant's concurrency)."""
+
+    run_id: str = Field(examples=["run_0192f3a4b5c6d1e2f3"])
+    started_at: AwareDatetime = Field(description="When execution began (UTC).")
+
+
+class RunSucceeded(_Model):
+    """The flow reached its end; `output` is what the run returns."""
+
+    run_id: str = Field(examples=["run_0192f3a4b5c6d1e2f3"])
+    output: Any = Field(
+        default=None,
+        description="The run's output: any JSON value a document store can keep.",
+        examples=[{"answer": "echo: hi"}],
+    )
+    totals: RunTotals
+    finished_at: AwareDatetime = Field(description="When the run ended (UTC).")
+
+    @field_validator("output")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        return _storable_field(value, "output")
+
+
+class RunFailed(_Model):
+    """The run stopped on an error (a node failed, the step limit, or the executor went away)."""
+
+    run_id: str = Field(examples=["run_0192f3a4b5c6d1e2f3"])
+    error: RunErrorInfo
+    totals: RunTotals
+    finished_at: AwareDatetime = Field(description="When the run ended (UTC).")
+
+
+class RunCancelled(_Model):
+    """Someone cancelled the run; provider calls in flight were stopped (their spent tokens are in
+    `totals`)."""
+
+    run_id: str = Field(examples=["run_0192f3a4b5c6d1e2f3"])
+    cancelled_by: str = Field(description="Principal that cancelled it.", examples=["usr_01"])
+    reason: str | None = Field(default=None, max_length=1000, description="Why, if given.")
+    totals: RunTotals
+    finished_at: AwareDatetime = Field(description="When the run ended (UTC).")
+
+
+class RunTimedOut(_Model):
+    """The run exceeded its wall-clock limit (`timeout_s`)."""
+
+    run_id: str = Field(examples=["run_0192f3a4b5c6d1e2f3"])
+    timeout_s: float = Field(gt=0, allow_inf_nan=False, examples=[120.0])
+    error: RunErrorInfo
+    totals: RunTotals
+    finished_at: AwareDatetime = Field(description="When the run ended (UTC).")
+
+
+class RunDeleted(_Model):
+    """A finished run was deleted: it disappears from every read (its usage stays billed)."""
+
+    run_id: str = Field(examples=["run_0192f3a4b5c6d1e2f3"])
+    deleted_by: str = Field(examples=["usr_01"])
+
+
 EVENTS: list[tuple[str, int, type[BaseModel]]] = [
     ("runs.ExperimentRunStarted", 1, ExperimentRunStarted),
     ("runs.ExperimentExampleScored", 1, ExperimentExampleScored),
     ("runs.ExperimentRunCompleted", 1, ExperimentRunCompleted),
+    ("runs.RunQueued", 1, RunQueued),
+    ("runs.RunStarted", 1, RunStarted),
+    ("runs.RunSucceeded", 1, RunSucceeded),
+    ("runs.RunFailed", 1, RunFailed),
+    ("runs.RunCancelled", 1, RunCancelled),
+    ("runs.RunTimedOut", 1, RunTimedOut),
+    ("runs.RunDeleted", 1, RunDeleted),
 ]
 
 # (event_type, from_version, function turning a v(from_version) payload into v(from_version + 1))

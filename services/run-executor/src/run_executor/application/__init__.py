@@ -1,0 +1,1 @@
+"""Use cases of the run executor: admission and scheduling, the run lifecycle, usage metering."""
