@@ -371,6 +371,35 @@ async def test_an_experiment_started_on_kafka_is_run_and_reported_on_the_runs_to
         await drop(settings)
 
 
+async def settle(settings: ServiceSettings, request: Any, quiet_s: float = 0.5) -> None:
+    """Wait until the run's stream stops growing: the store state a restarted process would see."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_uri)
+    try:
+        commits = client[settings.database_name]["events"]
+        payload = request.payload
+        stream_id = experiment_run_stream(request.tenant_id, payload["experiment_id"], payload["run_number"])
+        last, stable_since = -1, time.monotonic()
+        while time.monotonic() - stable_since < quiet_s:
+            count = await commits.count_documents({"stream_id": stream_id})
+            if count != last:
+                last, stable_since = count, time.monotonic()
+            await asyncio.sleep(0.05)
+    finally:
+        await client.close()
+
+
+async def stored_run_events(settings: ServiceSettings, request: Any) -> list[EventEnvelope]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_uri, tz_aware=True)
+    try:
+        payload = request.payload
+        stream_id = experiment_run_stream(request.tenant_id, payload["experiment_id"], payload["run_number"])
+        events = client[settings.database_name]["events"]
+        cursor = events.find({"stream_id": stream_id}).sort("stream_version", 1)
+        return [EventEnvelope.model_validate(e) async for doc in cursor for e in doc["events"]]
+    finally:
+        await client.close()
+
+
 async def test_a_run_killed_mid_way_resumes_after_a_restart_without_scoring_twice(
     infra: Infra, dataset_server: DatasetServer
 ) -> None:
@@ -384,10 +413,11 @@ async def test_a_run_killed_mid_way_resumes_after_a_restart_without_scoring_twic
         await wait_for(first.runtime, request, lambda evs: len(scored(evs)) >= 40)
     finally:
         await first.runtime.stop()  # the process goes away mid-run
+    await settle(settings, request)  # appends the dead process had already sent land (or not) first
 
+    before = await stored_run_events(settings, request)  # what the restarted process will find
     second = await start_service(settings, dataset_server.base_url, FakeTarget())
     try:
-        before = await run_events(second.runtime, request)
         done_before = scored(before)
         assert 40 <= len(done_before) < 100 and not completed(before)
         events = await wait_for(second.runtime, request, completed)
