@@ -14,6 +14,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from ailab_runtime.service import Runtime, ServiceSpec
 
 from .adapters import mongo_runs, registry_views
+from .adapters.experiment_target import EngineTargetRunner
 from .adapters.mongo_runs import (
     MongoExecutorLeases,
     MongoMeteredTotals,
@@ -34,6 +35,13 @@ from .engine.tools import ToolRunner
 from .entrypoints.api import ROUTERS
 from .entrypoints.consumers import CONSUMERS
 from .entrypoints.http import install_runs_error_handler
+from .experiments import (
+    EXPERIMENTS_CONSUMER,
+    ProviderJudge,
+    RegistryExampleSource,
+    RegistryJudgePrompts,
+    build_experiment_executor,
+)
 from .projections import RunsProjection
 from .providers import (
     AnthropicConfig,
@@ -120,6 +128,19 @@ def _wire(runtime: Runtime) -> None:
     )
     runtime.closers.append(providers.aclose)
     runtime.closers.append(tools.aclose)
+    # Experiments (registry.ExperimentStarted): examples from the registry over internal HTTP, targets
+    # run by the same engine and metered the same way as API runs.
+    examples = RegistryExampleSource(settings.agent_registry_url, settings.internal_token)
+    judge_prompts = RegistryJudgePrompts(settings.agent_registry_url, settings.internal_token)
+    build_experiment_executor(
+        runtime,
+        target=EngineTargetRunner(
+            EngineDeps(providers=providers, registry=views, tools=tools), views, executor
+        ),
+        source=examples,
+        judge=ProviderJudge(providers),
+        judge_prompts=judge_prompts,
+    )
 
 
 def _setup(app: FastAPI) -> None:
@@ -160,7 +181,7 @@ SPEC = ServiceSpec(
     ),
     routers=ROUTERS,
     projections=_projections,
-    consumers=CONSUMERS,
+    consumers=[*CONSUMERS, EXPERIMENTS_CONSUMER],
     indexes=_indexes,
     wire=_wire,
     extra_setup=_setup,

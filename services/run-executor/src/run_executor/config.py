@@ -19,6 +19,9 @@ from ailab_runtime.settings import ServiceSettings
 class Settings(ServiceSettings):
     service_name: str = "run-executor"
     port: int = 8002
+    agent_registry_url: str = Field(
+        default="http://127.0.0.1:8001", description="Internal URL of agent-registry (experiment examples)."
+    )
 
     # --- providers
     openai_base_url: str = Field(default="https://api.openai.com", description="Without /v1.")
