@@ -5,7 +5,7 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 UV ?= uv
 PYTHON_DEPS_STAMP := .venv/.synced
 
-.PHONY: help up down test test-unit test-integration test-e2e install infra-up infra-down infra-status \
+.PHONY: help up down test test-unit install infra-up infra-down infra-status bench \
         contracts lint rebuild-projections
 
 help: ## list targets
@@ -43,6 +43,12 @@ lint: ## ruff, and import-linter's architecture contracts (pyproject.toml)
 
 rebuild-projections: ## replay each service's event store into fresh read models
 	@for pkg in gateway agent_registry; do $(UV) run --frozen python -m $$pkg rebuild-projections; done
+
+bench: install ## benchmarks (starts the infrastructure if needed); results in bench/results/*.json
+	@started=0; if ! bash scripts/infra/status.sh >/dev/null 2>&1; then AILAB_PG_FAST=1 bash scripts/infra/up.sh || exit 1; started=1; fi; \
+	set -a; source .data/infra.env; set +a; \
+	$(UV) run --frozen python bench/run_executor_bench.py; rc=$$?; \
+	if [ $$started = 1 ]; then bash scripts/infra/down.sh; fi; exit $$rc
 
 test-unit: install ## unit tests only (no infrastructure)
 	@$(UV) run --frozen pytest -m unit -q
