@@ -4,6 +4,7 @@ from any other run by their own ports, database names and topic prefix."""
 from __future__ import annotations
 
 import socket
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,6 +15,11 @@ import pytest
 
 from scripts.system import SERVICES, RunningSystem, start_all, stop_all
 from tests.support.infra import Infra
+
+# The run-executor's fake provider servers (real HTTP speaking each provider's wire format).
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "services" / "run-executor" / "tests"))
+from fakes import provider_openai  # noqa: E402
+from fakes.provider_http import FakeServer  # noqa: E402
 
 
 def free_port() -> int:
@@ -32,6 +38,7 @@ class System:
     admin_password: str
     demo_email: str
     demo_password: str
+    openai: FakeServer
 
     @property
     def url(self) -> str:
@@ -71,6 +78,9 @@ def system(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         "LOG_LEVEL": "INFO",
     }
     ports = {name: free_port() for name in SERVICES}
+    fake_openai = FakeServer(provider_openai.echo).start()
+    base["OPENAI_BASE_URL"] = fake_openai.base_url
+    base["AILAB_SECRET_OPENAI"] = f"sk-e2e-{run_id}"
     running = start_all(ports, base, tmp / "logs", database_prefix=database_prefix)
     try:
         yield System(
@@ -82,9 +92,11 @@ def system(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
             admin_password,
             base["DEMO_ADMIN_EMAIL"],
             demo_password,
+            fake_openai,
         )
     finally:
         stop_all(running)
+        fake_openai.stop()
         for name in SERVICES:
             log = tmp / "logs" / f"{name}.log"
             if log.exists() and b"Traceback" in log.read_bytes():

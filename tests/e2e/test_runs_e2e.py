@@ -188,3 +188,69 @@ def test_experiment_over_100_examples_reports_results(system: System) -> None:
     assert summary["examples_total"] == 100 and summary["examples_failed"] == 0
     assert summary["pass_rate"] == 1.0, summary  # every echo contains "Say m<i>"
     assert all(r["error"] is None and r["tokens_in"] > 0 for r in results)
+
+
+def test_run_on_the_fake_openai_server_reports_its_exact_usage_and_cost(system: System) -> None:
+    admin = client(system.url, system.token(system.admin_email, system.admin_password))
+    tenant_id, _, owner_token = new_tenant_with_admin(system.url, admin)
+    owner = client(system.url, owner_token)
+    base = f"/v1/tenants/{tenant_id}"
+    flow = {
+        "nodes": [
+            {"id": "in", "type": "input"},
+            {
+                "id": "draft",
+                "type": "llm",
+                "config": {
+                    "provider": "openai",
+                    "model": "gpt-4o-mini",
+                    "prompt": "Say {{ inputs.message }}",
+                },
+            },
+            {"id": "out", "type": "output", "config": {"path": "draft.text"}},
+        ],
+        "edges": [{"source": "in", "target": "draft"}, {"source": "draft", "target": "out"}],
+    }
+    agent_id = owner.post(f"{base}/agents", json={"name": "openai"}).json()["id"]
+    owner.post(f"{base}/agents/{agent_id}/versions", json={"flow_graph": flow})
+    run = eventually(
+        lambda: (
+            (
+                r := owner.post(
+                    f"{base}/runs",
+                    json={"agent_id": agent_id, "inputs": {"message": "hello brave new world"}},
+                )
+            ).status_code
+            == 201
+            and r.json()
+        ),
+        timeout_s=30,
+    )
+    done = eventually(
+        lambda: (
+            (r := owner.get(f"{base}/runs/{run['id']}").json())["status"] in ("succeeded", "failed") and r
+        ),
+        timeout_s=30,
+    )
+    assert done["status"] == "succeeded", done
+    assert done["output"] == "echo: Say hello brave new world"
+    # the fake counts words: 5 prompt and 6 completion tokens; gpt-4o-mini lists $0.15 / $0.60 per 1M
+    assert (done["totals"]["tokens_in"], done["totals"]["tokens_out"]) == (5, 6)
+    expected_cost = Decimal(5) * Decimal("0.15") / 1_000_000 + Decimal(6) * Decimal("0.60") / 1_000_000
+    assert Decimal(done["totals"]["cost_usd"]) == expected_cost
+    usage = eventually(
+        lambda: (
+            (u := usage_of(system, run["id"]))
+            and {e["meter"] for e in u} >= {"requests", "tokens_in", "tokens_out"}
+            and u
+        ),
+        timeout_s=30,
+    )
+    tokens = {e["meter"]: Decimal(e["quantity"]) for e in usage if e["meter"] in ("tokens_in", "tokens_out")}
+    assert tokens == {"tokens_in": 5, "tokens_out": 6}
+    assert all(
+        e["provider"] == "openai" and e["model"] == "gpt-4o-mini"
+        for e in usage
+        if e["meter"] != "compute_seconds"
+    )
+    assert any(r.path == "/v1/chat/completions" for r in system.openai.requests)
