@@ -21,6 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "services" / "run-e
 from fakes import provider_openai  # noqa: E402
 from fakes.provider_http import FakeServer  # noqa: E402
 
+_TOKENS: dict[tuple[str, str, str], str] = {}
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -51,9 +53,15 @@ class System:
         return f"{self.database_prefix}{service.replace('-', '_')}"
 
     def token(self, email: str, password: str) -> str:
+        """A token for the user, reused within the session (sign-in is rate limited per email)."""
+        cached = _TOKENS.get((self.url, email, password))
+        if cached:
+            return cached
         reply = httpx.post(f"{self.url}/v1/auth/token", json={"email": email, "password": password})
         assert reply.status_code == 200, reply.text
-        return str(reply.json()["access_token"])
+        token = str(reply.json()["access_token"])
+        _TOKENS[(self.url, email, password)] = token
+        return token
 
 
 @pytest.fixture(scope="session")
