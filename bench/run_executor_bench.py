@@ -221,7 +221,7 @@ async def bench_service(raw_p50: float, runs: int, concurrency: int, total: int)
                         done.append(await asyncio.wait_for(streamed_run(http, path, agent_id), 60))
                     except (TimeoutError, RuntimeError, httpx.HTTPError) as exc:
                         errors.append(f"{type(exc).__name__}: {str(exc)[:200]}")
-                    if (len(done) + len(errors)) % 50 == 0:
+                    if (len(done) + len(errors)) % 25 == 0:
                         print(f"[bench]   {len(done)} done, {len(errors)} errors", flush=True)
 
             started = time.perf_counter()
