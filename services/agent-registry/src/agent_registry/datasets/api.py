@@ -21,10 +21,9 @@ from ailab_runtime.errors import ErrorResponse, error_response
 from ailab_runtime.idempotency import StoredResponse
 from ailab_runtime.internal import Caller
 from ailab_runtime.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
-from ailab_runtime.service import Runtime
 
 from ..application.ports import ListFilter
-from ..entrypoints.http import CREATED_HEADERS, ETAG_HEADER, etag, parse_if_match
+from ..entrypoints.http import CREATED_HEADERS, ETAG_HEADER, etag, once_per_idempotency_key, parse_if_match
 from . import handlers, queries
 from .model import (
     ARTIFACT_NAMES,
@@ -169,14 +168,7 @@ async def create_dataset(
         out = DatasetOut.of(dataset).model_dump(mode="json", by_alias=True)
         return 201, out, {"ETag": etag(dataset.version), "Location": f"{request.url.path}/{dataset.id}"}
 
-    runtime: Runtime = request.app.state.runtime
-    scope = f"{tenant_id}:{caller.principal_id}:POST {request.url.path}"
-    (status, content, headers), replayed = await runtime.idempotency.run(
-        scope, idempotency_key, body.model_dump(mode="json"), action
-    )
-    if replayed:
-        headers = {**headers, "Idempotent-Replayed": "true"}
-    return JSONResponse(status_code=status, content=content, headers=headers)
+    return await once_per_idempotency_key(request, caller, tenant_id, idempotency_key, body, action)
 
 
 @router.get(

@@ -3,7 +3,6 @@ verbatim after authentication, role and tenant checks). Every route requires the
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
@@ -14,7 +13,6 @@ from ailab_contracts.events.registry import EntityStatus, VersionStatus
 from ailab_runtime.idempotency import StoredResponse
 from ailab_runtime.internal import Caller
 from ailab_runtime.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
-from ailab_runtime.service import Runtime
 
 from ..application import handlers, queries
 from ..application.ports import ListFilter, RegistryPorts
@@ -29,7 +27,7 @@ from ..domain.commands import (
     UpdateProject,
 )
 from ..domain.model import ARTIFACT_NAMES
-from .http import CREATED_HEADERS, ETAG_HEADER, errors, etag, parse_if_match
+from .http import CREATED_HEADERS, ETAG_HEADER, errors, etag, once_per_idempotency_key, parse_if_match
 from .schemas import (
     AgentCreate,
     AgentOut,
@@ -81,25 +79,6 @@ agents_router = APIRouter(prefix="/v1/tenants/{tenant_id}/agents", tags=["agents
 versions_router = APIRouter(
     prefix="/v1/tenants/{tenant_id}/agents/{agent_id}/versions", tags=["agent-versions"]
 )
-
-
-async def _created(
-    request: Request,
-    caller: Caller,
-    tenant_id: str,
-    key: str | None,
-    body: BaseModel,
-    action: Callable[[], Awaitable[StoredResponse]],
-) -> JSONResponse:
-    """Run a create once per Idempotency-Key (scoped to tenant, principal and path)."""
-    runtime: Runtime = request.app.state.runtime
-    scope = f"{tenant_id}:{caller.principal_id}:POST {request.url.path}"
-    (status, content, headers), replayed = await runtime.idempotency.run(
-        scope, key, body.model_dump(mode="json"), action
-    )
-    if replayed:
-        headers = {**headers, "Idempotent-Replayed": "true"}
-    return JSONResponse(status_code=status, content=content, headers=headers)
 
 
 def _created_response(out: BaseModel, version: int, location: str) -> StoredResponse:
@@ -159,7 +138,7 @@ async def create_project(
         )
         return _created_response(ProjectOut.of(project), project.version, f"{request.url.path}/{project.id}")
 
-    return await _created(request, caller, tenant_id, idempotency_key, body, action)
+    return await once_per_idempotency_key(request, caller, tenant_id, idempotency_key, body, action)
 
 
 @projects_router.get(
@@ -285,7 +264,7 @@ async def create_agent(
         )
         return _created_response(AgentOut.of(agent), agent.version, f"{request.url.path}/{agent.id}")
 
-    return await _created(request, caller, tenant_id, idempotency_key, body, action)
+    return await once_per_idempotency_key(request, caller, tenant_id, idempotency_key, body, action)
 
 
 @agents_router.get(
@@ -413,7 +392,7 @@ async def publish_agent_version(
             AgentVersionOut.of(version), version.version, f"{request.url.path}/{version.number}"
         )
 
-    return await _created(request, caller, tenant_id, idempotency_key, body, action)
+    return await once_per_idempotency_key(request, caller, tenant_id, idempotency_key, body, action)
 
 
 @versions_router.get(

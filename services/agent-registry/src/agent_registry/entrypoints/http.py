@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from ailab_runtime.errors import ErrorResponse, error_response
+from ailab_runtime.idempotency import StoredResponse
+from ailab_runtime.internal import InternalCaller
 
 from ..domain.commands import Precondition
 from ..domain.errors import (
@@ -88,3 +92,23 @@ CREATED_HEADERS = {
         "schema": {"type": "string"},
     },
 }
+
+
+async def once_per_idempotency_key(
+    request: Request,
+    caller: InternalCaller,
+    tenant_id: str,
+    key: str | None,
+    body: BaseModel | Any,
+    action: Callable[[], Awaitable[StoredResponse]],
+) -> JSONResponse:
+    """Run a POST once per Idempotency-Key (scoped to tenant, principal and path); a replay answers
+    the stored response with `Idempotent-Replayed: true`. Every feature area's POSTs use this."""
+    scope = f"{tenant_id}:{caller.principal_id}:POST {request.url.path}"
+    fingerprint = body.model_dump(mode="json") if isinstance(body, BaseModel) else body
+    (status, content, headers), replayed = await request.app.state.runtime.idempotency.run(
+        scope, key, fingerprint, action
+    )
+    if replayed:
+        headers = {**headers, "Idempotent-Replayed": "true"}
+    return JSONResponse(status_code=status, content=content, headers=headers)

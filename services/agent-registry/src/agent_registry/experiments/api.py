@@ -15,7 +15,7 @@ from ailab_runtime.service import Runtime
 
 from ..adapters.runtime_recorder import RuntimeEventRecorder
 from ..entrypoints.api import Cursor, IdempotencyKey, IfMatch, Limit, StatusFilter, TagFilter, TenantId
-from ..entrypoints.http import CREATED_HEADERS, ETAG_HEADER, etag, parse_if_match
+from ..entrypoints.http import CREATED_HEADERS, ETAG_HEADER, etag, once_per_idempotency_key, parse_if_match
 from . import handlers
 from .commands import CreateExperiment, StartExperiment, UpdateExperiment
 from .errors import ExperimentRuleError
@@ -56,18 +56,6 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}/experiments", tags=["experiments"])
-
-
-async def _once(
-    request: Request, caller: Caller, tenant_id: str, key: str | None, body: Any, action: Any
-) -> JSONResponse:
-    """Run a POST once per Idempotency-Key (scoped to tenant, principal and path)."""
-    runtime: Runtime = request.app.state.runtime
-    scope = f"{tenant_id}:{caller.principal_id}:POST {request.url.path}"
-    (status, content, headers), replayed = await runtime.idempotency.run(scope, key, body, action)
-    if replayed:
-        headers = {**headers, "Idempotent-Replayed": "true"}
-    return JSONResponse(status_code=status, content=content, headers=headers)
 
 
 @router.get("", response_model=Page[ExperimentOut], summary="List experiments", responses=_errors(422))
@@ -142,7 +130,9 @@ async def create_experiment(
         headers = {"ETag": etag(experiment.version), "Location": f"{request.url.path}/{experiment.id}"}
         return 201, out, headers
 
-    return await _once(request, caller, tenant_id, idempotency_key, body.model_dump(mode="json"), action)
+    return await once_per_idempotency_key(
+        request, caller, tenant_id, idempotency_key, body.model_dump(mode="json"), action
+    )
 
 
 @router.get(
@@ -229,7 +219,9 @@ async def start_experiment(
         location = request.url.path.removesuffix("/start") + f"/status?run={status.run_number}"
         return 202, RunStatusOut.of(status).model_dump(mode="json"), {"Location": location}
 
-    return await _once(request, caller, tenant_id, idempotency_key, {"force": force}, action)
+    return await once_per_idempotency_key(
+        request, caller, tenant_id, idempotency_key, {"force": force}, action
+    )
 
 
 @router.get(

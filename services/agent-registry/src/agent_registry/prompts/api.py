@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 
 from ailab_contracts.events.registry import EntityStatus
 from ailab_runtime.errors import ErrorResponse
 from ailab_runtime.idempotency import StoredResponse
 from ailab_runtime.internal import Caller
 from ailab_runtime.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
-from ailab_runtime.service import Runtime
 
 from ..application.ports import ListFilter
-from ..entrypoints.http import CREATED_HEADERS, ETAG_HEADER, etag, parse_if_match
+from ..entrypoints.http import CREATED_HEADERS, ETAG_HEADER, etag, once_per_idempotency_key, parse_if_match
 from . import handlers
 from .domain import CreatePrompt, CreatePromptVersion, DeletePrompt, MoveLabel, RemoveLabel, UpdatePrompt
 from .ports import PromptPorts
@@ -92,25 +89,6 @@ router = APIRouter(prefix="/v1/tenants/{tenant_id}/prompts", tags=["prompts"])
 VERSIONS = ["prompt-versions"]
 
 
-async def _created(
-    request: Request,
-    caller: Caller,
-    tenant_id: str,
-    key: str | None,
-    body: BaseModel,
-    action: Callable[[], Awaitable[StoredResponse]],
-) -> JSONResponse:
-    """Run a create once per Idempotency-Key (scoped to tenant, principal and path)."""
-    runtime: Runtime = request.app.state.runtime
-    scope = f"{tenant_id}:{caller.principal_id}:POST {request.url.path}"
-    (status, content, headers), replayed = await runtime.idempotency.run(
-        scope, key, body.model_dump(mode="json"), action
-    )
-    if replayed:
-        headers = {**headers, "Idempotent-Replayed": "true"}
-    return JSONResponse(status_code=status, content=content, headers=headers)
-
-
 # --- prompts --------------------------------------------------------------------------------------
 
 
@@ -161,7 +139,7 @@ async def create_prompt(
         out = PromptOut.of(prompt).model_dump(mode="json")
         return 201, out, {"ETag": etag(prompt.version), "Location": f"{request.url.path}/{prompt.id}"}
 
-    return await _created(request, caller, tenant_id, idempotency_key, body, action)
+    return await once_per_idempotency_key(request, caller, tenant_id, idempotency_key, body, action)
 
 
 @router.get(
@@ -298,7 +276,7 @@ async def create_prompt_version(
         location = f"{request.url.path}/{created.version.number}"
         return 201, out, {"ETag": etag(created.prompt.version), "Location": location}
 
-    return await _created(request, caller, tenant_id, idempotency_key, body, action)
+    return await once_per_idempotency_key(request, caller, tenant_id, idempotency_key, body, action)
 
 
 @router.get(
