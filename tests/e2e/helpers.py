@@ -62,8 +62,14 @@ def invite_and_join(base_url: str, inviter: httpx.Client, tenant_id: str, role: 
     return str(accepted.json()["access_token"])
 
 
-def eventually(check: Callable[[], Any], timeout_s: float = 30.0, interval_s: float = 0.2) -> Any:
-    """Poll `check` until it returns a truthy value (bounded); returns that value."""
+def eventually(
+    check: Callable[[], Any],
+    timeout_s: float = 30.0,
+    interval_s: float = 0.2,
+    describe: Callable[[], Any] | None = None,
+) -> Any:
+    """Poll `check` until it returns a truthy value (bounded); returns that value. On timeout the
+    error shows `describe()` (what the check saw last) when given."""
     deadline = time.monotonic() + timeout_s
     last: Any = None
     while time.monotonic() < deadline:
@@ -71,4 +77,5 @@ def eventually(check: Callable[[], Any], timeout_s: float = 30.0, interval_s: fl
         if last:
             return last
         time.sleep(interval_s)
-    raise AssertionError(f"condition not met within {timeout_s}s (last: {last!r})")
+    seen = describe() if describe else last
+    raise AssertionError(f"condition not met within {timeout_s}s (last: {seen!r})")

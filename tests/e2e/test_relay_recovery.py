@@ -52,17 +52,19 @@ def test_sigkill_registry_mid_stream(system: System) -> None:
         assert reply.status_code == 201, reply.text
         created.append(reply.json()["id"])
 
-    # Ground truth: the registry's read model (projections caught up after the crash).
-    listed: list[str] = []
-    cursor = None
-    while True:
-        page = owner.get(f"/v1/tenants/{tenant_id}/projects", params={"limit": 50, "cursor": cursor}).json()
-        listed += [p["id"] for p in page["items"]]
-        cursor = page["next_cursor"]
-        if not cursor:
-            break
-    assert set(created) <= set(listed), "every acknowledged write is in the read model"
-    assert len(listed) == len(set(listed))
+    def listed() -> list[str]:
+        """The registry's read model. A commit written just before the SIGKILL but not yet projected
+        appears here once the restarted projector's catch-up reaches it, so this is re-read."""
+        ids: list[str] = []
+        cursor = None
+        while True:
+            page = owner.get(
+                f"/v1/tenants/{tenant_id}/projects", params={"limit": 50, "cursor": cursor}
+            ).json()
+            ids += [p["id"] for p in page["items"]]
+            cursor = page["next_cursor"]
+            if not cursor:
+                return ids
 
     def delivered() -> set[str]:
         records = asyncio.run(
@@ -70,15 +72,28 @@ def test_sigkill_registry_mid_stream(system: System) -> None:
                 system.infra.kafka_bootstrap_servers,
                 system.topic("ailab.registry.events"),
                 until=1,
-                timeout_s=5,
+                timeout_s=30,
             )
         )
         events = [json.loads(r.value or b"") for r in records if r.key == tenant_id.encode()]
         return {e["payload"]["project_id"] for e in events if e["event_type"] == "registry.ProjectCreated"}
 
-    eventually(lambda: delivered() == set(listed), timeout_s=60)
+    state: dict[str, object] = {}
+
+    def converged() -> bool:
+        in_view, on_topic = listed(), delivered()
+        state.update(
+            duplicates_in_view=len(in_view) - len(set(in_view)),
+            acknowledged_not_in_view=sorted(set(created) - set(in_view)),
+            in_view_not_delivered=sorted(set(in_view) - on_topic),
+            delivered_not_in_view=sorted(on_topic - set(in_view)),
+        )
+        return not any(state.values())
+
+    eventually(converged, timeout_s=60, describe=lambda: state)
+    final = listed()
     # The gateway's consumer-side ledger counts each project exactly once despite redelivery.
     eventually(
-        lambda: owner.get(f"/v1/tenants/{tenant_id}").json()["current_usage"]["projects"] == len(listed),
+        lambda: owner.get(f"/v1/tenants/{tenant_id}").json()["current_usage"]["projects"] == len(final),
         timeout_s=60,
     )

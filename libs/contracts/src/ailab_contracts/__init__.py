@@ -1,6 +1,7 @@
 """AI Lab event contracts: the envelope, every event model, and the registry that parses them."""
 
 from .envelope import EventEnvelope, utc_now
+from .events import billing as _billing_events
 from .events import datasets as _dataset_events
 from .events import experiments as _experiment_events
 from .events import prompts as _prompt_events
@@ -20,6 +21,7 @@ _MODULES = (
     _experiment_events,
     _run_events,
     _usage_events,
+    _billing_events,
 )
 
 

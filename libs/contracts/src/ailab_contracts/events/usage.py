@@ -175,8 +175,70 @@ class UsageRecorded(_Event):
         return self
 
 
+class MeterTotal(_Event):
+    """One meter's total over a period: what billing rates and charges."""
+
+    quantity: ExactDecimal = Field(description="Sum of the meter's accepted quantities.", examples=["1250"])
+    cost_usd_estimate: ExactDecimal = Field(
+        description="Sum of the producers' cost estimates (events without one add nothing).",
+        examples=["0.00125"],
+    )
+    events: int = Field(ge=0, description="Accepted events counted.", examples=[12])
+    unique_users: int = Field(ge=0, examples=[3])
+    unique_projects: int = Field(ge=0, examples=[2])
+
+
+class DailyUsageClosed(_Event):
+    """A tenant's UTC day is final: the late-arrival window after it has passed, so its totals no
+    longer change. Published once per tenant and day (stream `usage-day:{tenant}:{day}`); billing
+    charges exactly these totals."""
+
+    tenant_id: str = Field(min_length=1, examples=["acme"])
+    day: str = Field(
+        pattern=r"^\d{4}-\d{2}-\d{2}$", description="UTC day, YYYY-MM-DD.", examples=["2026-11-26"]
+    )
+    meters: dict[UsageMeter, MeterTotal] = Field(
+        description="Totals of every meter that had usage that day.",
+    )
+    closed_at: AwareDatetime = Field(examples=["2026-11-27T01:00:00Z"])
+
+
+QuotaMeter = Literal["requests", "tokens", "storage", "users", "projects"]
+QuotaState = Literal["ok", "warning", "exceeded"]
+
+
+class QuotaStateChanged(_Event):
+    """A tenant's use of a plan limit crossed a threshold (80 % → `warning`, 100 % → `exceeded`) or
+    fell back (new month, higher limit → `ok`). The gateway keeps the latest state per tenant and
+    quota and refuses work on an `exceeded` hard limit with 429 `quota_exceeded`; the monitor alerts
+    on `warning`. Stream `quota:{tenant}:{quota}`; consumers apply the highest `sequence` only."""
+
+    tenant_id: str = Field(min_length=1, examples=["acme"])
+    quota: QuotaMeter = Field(
+        description="`requests` and `tokens` (= tokens_in + tokens_out) per calendar month (UTC), "
+        "`storage` in MB, `users` and `projects` as counts.",
+        examples=["requests"],
+    )
+    period: str = Field(
+        description="`YYYY-MM` for monthly quotas, `current` for the others.", examples=["2026-11"]
+    )
+    limit: int = Field(description="Plan limit in the quota's unit; -1 means unlimited.", examples=[1000])
+    used: ExactDecimal = Field(description="Use counted when the state changed.", examples=["800"])
+    state: QuotaState = Field(examples=["warning"])
+    previous_state: QuotaState = Field(examples=["ok"])
+    threshold_pct: int = Field(description="The threshold crossed: 0 (back to ok), 80 or 100.", examples=[80])
+    resets_at: AwareDatetime | None = Field(
+        default=None,
+        description="When a monthly quota starts over (first instant of the next UTC month).",
+        examples=["2026-12-01T00:00:00Z"],
+    )
+    sequence: int = Field(ge=1, description="Increases with every change of this tenant's quota.")
+
+
 EVENTS: list[tuple[str, int, type[BaseModel]]] = [
     ("usage.UsageRecorded", 1, UsageRecorded),
+    ("usage.DailyUsageClosed", 1, DailyUsageClosed),
+    ("usage.QuotaStateChanged", 1, QuotaStateChanged),
 ]
 
 # (event_type, from_version, function turning a v(from_version) payload into v(from_version + 1))
