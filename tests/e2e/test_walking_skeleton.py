@@ -142,7 +142,7 @@ def test_second_tenant_gets_403_on_every_route(system: System) -> None:
     key_id = a.post(f"/v1/tenants/{tenant_a}/api-keys", json={"name": "k"}).json()["key_id"]
     user_id = a.get(f"/v1/tenants/{tenant_a}/users").json()["items"][0]["user_id"]
 
-    from gateway.entrypoints.proxy import REGISTRY_ROUTES, RUN_ROUTES
+    from gateway.entrypoints.proxy import FORWARDED
 
     t = f"/v1/tenants/{tenant_a}"
     routes = [
@@ -154,7 +154,8 @@ def test_second_tenant_gets_403_on_every_route(system: System) -> None:
             .replace("{version}", "1")
             .replace("{name}", "config.json"),
         )
-        for m, p, _, _ in REGISTRY_ROUTES + RUN_ROUTES
+        for _, _, table in FORWARDED
+        for m, p, _, _ in table
     ]
     # ids of other kinds need not exist: the tenant check comes first
     routes = [(m, re.sub(r"\{[a-z_]+\}", "x1", p)) for m, p in routes]
@@ -180,6 +181,8 @@ def test_second_tenant_gets_403_on_every_route(system: System) -> None:
         ("GET", f"/v1/admin/tenants/{tenant_a}"),
         ("PUT", f"/v1/admin/tenants/{tenant_a}"),
         ("GET", "/v1/admin/system/health"),
+        ("GET", "/v1/admin/usage/export"),
+        ("GET", "/v1/admin/billing/reconcile"),
     ]:
         reply = b.request(method, path, json={"name": "x"} if method in ("POST", "PUT") else None)
         assert reply.status_code == 403, f"{method} {path} -> {reply.status_code}"

@@ -12,10 +12,13 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
 
 
 @dataclass(frozen=True)
@@ -74,3 +77,13 @@ def infra() -> Iterator[Infra]:
             pytrace=False,
         )
     yield Infra(kafka, mongo, "local")
+
+
+@pytest.fixture
+async def mongo_db(infra: Infra) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
+    """A database of its own for one test, dropped afterwards."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(infra.mongodb_uri, tz_aware=True)
+    name = infra.unique("test_db_")
+    yield client[name]
+    await client.drop_database(name)
+    await client.close()

@@ -77,6 +77,8 @@ class IdempotentConsumer:
             await consumer.stop()
 
     async def handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        if self._types is not None and not self._wanted_by_header(record):
+            return  # skipped without parsing the body (topics like usage carry many other types)
         try:
             raw = json.loads(record.value or b"")
             if self._types is not None and raw.get("event_type") not in self._types:
@@ -110,6 +112,14 @@ class IdempotentConsumer:
             self.duplicates += 1
             return
         self.processed += 1
+
+    def _wanted_by_header(self, record: ConsumerRecord[bytes, bytes]) -> bool:
+        """False only when the relay's `event_type` header names a type this consumer ignores."""
+        assert self._types is not None
+        for key, value in record.headers or ():
+            if key == "event_type":
+                return value.decode(errors="replace") in self._types
+        return True  # no header: decided after parsing
 
     async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], exc: Exception, attempts: int) -> None:
         headers = list(record.headers or []) + [

@@ -12,6 +12,8 @@ from ailab_runtime.service import ConsumerSpec, Runtime, ServiceSpec
 
 from .adapters.signing_keys import SigningKey
 from .adapters.upstream import Upstream
+from .application.billing_events import billing_events_handler
+from .application.quotas import QuotaBook
 from .application.rate_limit import SlidingWindowLimiter
 from .application.tenancy import TenancyService
 from .application.tokens import TokenService
@@ -20,7 +22,7 @@ from .config import Settings
 from .entrypoints import api_auth, api_system, api_tenants
 from .entrypoints.audit import install_audit
 from .entrypoints.openapi import install_openapi
-from .entrypoints.proxy import registry_router, runs_router
+from .entrypoints.proxy import forwarding_router
 from .migrations import initial_tenant_setup
 from .projections.tenancy import tenancy_views
 
@@ -40,6 +42,7 @@ def wire(runtime: Runtime) -> None:
     tokens = TokenService(settings, key)
     runtime.extras["tokens"] = tokens
     runtime.extras["tenancy"] = TenancyService(runtime, tokens, settings)
+    runtime.extras["quotas"] = QuotaBook(runtime.db)
     upstreams = {
         "agent-registry": Upstream(
             "agent-registry",
@@ -67,6 +70,7 @@ def setup_app(app: FastAPI) -> None:
     app.state.tokens = runtime.extras["tokens"]
     app.state.tenancy = runtime.extras["tenancy"]
     app.state.upstreams = runtime.extras["upstreams"]
+    app.state.quotas = runtime.extras["quotas"]
     app.state.login_limiter = SlidingWindowLimiter(settings.login_max_attempts, settings.login_window_s)
     app.state.ip_limiter = SlidingWindowLimiter(settings.login_max_attempts_per_ip, settings.login_window_s)
     install_audit(app)
@@ -78,6 +82,7 @@ async def indexes(db: AsyncDatabase[dict[str, Any]]) -> None:
     await db["api_keys"].create_index([("tenant_id", 1), ("_id", 1)])
     await db["audit"].create_index([("tenant_id", 1), ("_id", 1)])
     await db["tenant_projects"].create_index("tenant_id")
+    await db["quota_states"].create_index("tenant_id")
 
 
 SPEC = ServiceSpec(
@@ -89,8 +94,7 @@ SPEC = ServiceSpec(
         api_tenants.router,
         api_tenants.admin_router,
         api_system.router,
-        registry_router(),
-        runs_router(),
+        forwarding_router(),
     ],
     projections=tenancy_views,
     consumers=[
@@ -99,7 +103,19 @@ SPEC = ServiceSpec(
             group="gateway.project-ledger",
             handler_factory=lambda rt: project_ledger_handler(rt.db),
             event_types={"registry.ProjectCreated", "registry.ProjectDeleted"},
-        )
+        ),
+        ConsumerSpec(
+            topics=[topics.USAGE],
+            group="gateway.quota-states",
+            handler_factory=lambda rt: rt.extras["quotas"].handler(),
+            event_types={"usage.QuotaStateChanged"},
+        ),
+        ConsumerSpec(
+            topics=[topics.BILLING],
+            group="gateway.billing-decisions",
+            handler_factory=lambda rt: billing_events_handler(rt.extras["tenancy"]),
+            event_types={"billing.PlanChanged", "billing.AccountStatusChanged"},
+        ),
     ],
     indexes=indexes,
     migrations=initial_tenant_setup,
@@ -114,6 +130,8 @@ SPEC = ServiceSpec(
             "description": "Projects, agents, prompts, tools, datasets, experiments (agent-registry)",
         },
         {"name": "runs", "description": "Agent runs, logs and traces (served by run-executor)"},
+        {"name": "usage", "description": "Usage ingestion, daily/monthly usage, analytics (usage-meter)"},
+        {"name": "billing", "description": "Plan, invoices, rated usage, Stripe webhooks (billing)"},
         {"name": "admin", "description": "Platform administration (platform_admin only)"},
         {"name": "health", "description": "Probes"},
     ],

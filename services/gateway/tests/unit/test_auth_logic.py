@@ -124,3 +124,10 @@ def test_production_refuses_development_secrets(tmp_path: Path) -> None:
         demo_admin_password="d" * 20,
     )
     assert ok.environment == "production"
+
+
+def test_readme_shows_the_enforced_permission_matrix() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[4] / "README.md").read_text()
+    assert matrix_markdown() in readme

@@ -14,7 +14,14 @@ from ailab_runtime.tracing import inject_http_headers
 
 from ..application.tokens import Principal
 
-FORWARDED_REQUEST_HEADERS = ("content-type", "if-match", "if-none-match", "idempotency-key", "accept")
+FORWARDED_REQUEST_HEADERS = (
+    "content-type",
+    "if-match",
+    "if-none-match",
+    "idempotency-key",
+    "accept",
+    "stripe-signature",  # billing verifies Stripe's webhook signature itself
+)
 FORWARDED_RESPONSE_HEADERS = (
     "content-type",
     "content-length",
@@ -47,8 +54,9 @@ class Upstream:
             headers[ROLE_HEADER] = principal.role
         return inject_http_headers(headers)
 
-    async def forward(self, request: Request, principal: Principal) -> Response:
-        """Stream `request` to this service and its answer back to the caller."""
+    async def forward(self, request: Request, principal: Principal | None) -> Response:
+        """Stream `request` to this service and its answer back to the caller (`principal` None: an
+        unauthenticated caller such as Stripe's webhooks, which the service authenticates itself)."""
         has_body = request.method in ("POST", "PUT", "PATCH")
         outgoing = self.client.build_request(
             request.method,

@@ -24,6 +24,10 @@ class Permission(StrEnum):
     REGISTRY_WRITE = "registry:write"
     RUNS_READ = "runs:read"
     RUNS_WRITE = "runs:write"
+    USAGE_READ = "usage:read"
+    USAGE_WRITE = "usage:write"
+    BILLING_READ = "billing:read"
+    BILLING_MANAGE = "billing:manage"
     ADMIN_TENANTS = "admin:tenants"
     ADMIN_SYSTEM = "admin:system"
 
@@ -42,12 +46,23 @@ PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.AUDIT_READ,
             Permission.REGISTRY_WRITE,
             Permission.RUNS_WRITE,
+            Permission.USAGE_READ,
+            Permission.USAGE_WRITE,
+            Permission.BILLING_READ,
+            Permission.BILLING_MANAGE,
         }
     ),
     Role.DEVELOPER: frozenset(
-        _READ | {Permission.USERS_READ, Permission.REGISTRY_WRITE, Permission.RUNS_WRITE}
+        _READ
+        | {
+            Permission.USERS_READ,
+            Permission.REGISTRY_WRITE,
+            Permission.RUNS_WRITE,
+            Permission.USAGE_READ,
+            Permission.USAGE_WRITE,
+        }
     ),
-    Role.ANALYST: frozenset(_READ | {Permission.USERS_READ}),
+    Role.ANALYST: frozenset(_READ | {Permission.USERS_READ, Permission.USAGE_READ, Permission.BILLING_READ}),
     Role.OBSERVER: frozenset(_READ),
 }
 

@@ -10,7 +10,7 @@ import httpx
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from .proxy import REGISTRY_ROUTES
+from .proxy import FORWARDED, routes_of
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +51,19 @@ def install_openapi(app: FastAPI) -> None:
             "bearerFormat": "JWT or ailab_k_ API key",
         }
         doc["security"] = [{"bearer": []}]
-        registry = app.state.upstreams["agent-registry"]
-        try:
-            url = str(registry.client.base_url).rstrip("/") + "/openapi.json"
-            upstream = httpx.get(url, timeout=3.0).json()
-        except (httpx.HTTPError, ValueError):
-            log.warning("agent-registry OpenAPI not reachable; forwarded routes documented without schemas")
-            return doc  # not cached: the next request tries again
-        app.openapi_schema = merge_upstream(doc, upstream, [(m, p) for m, p, _, _ in REGISTRY_ROUTES])
-        return app.openapi_schema
+        complete = True
+        for service in [name for name, _, _ in FORWARDED]:
+            client = app.state.upstreams[service].client
+            try:
+                url = str(client.base_url).rstrip("/") + "/openapi.json"
+                upstream = httpx.get(url, timeout=3.0).json()
+            except (httpx.HTTPError, ValueError):
+                log.warning(f"{service} OpenAPI not reachable; its routes are documented without schemas")
+                complete = False
+                continue
+            doc = merge_upstream(doc, upstream, routes_of(service))
+        if complete:
+            app.openapi_schema = doc  # cached once every service answered; otherwise retried next time
+        return doc
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -1,11 +1,12 @@
-"""Routes the gateway forwards to agent-registry after authentication and authorisation.
+"""Routes the gateway forwards to the services behind it after authentication and authorisation.
 
 Each route is declared explicitly (method, path, permission) so the permission matrix is visible
 in one table and in the OpenAPI document; request and response schemas are merged from the
-registry's own OpenAPI document (see openapi.py).
+serving service's own OpenAPI document (see openapi.py).
 """
 
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -14,7 +15,7 @@ from ailab_runtime.errors import ErrorResponse
 
 from ..application.tokens import Principal
 from ..domain.roles import Permission
-from .deps import tenant_scope
+from .deps import require, tenant_scope
 
 R, W = Permission.REGISTRY_READ, Permission.REGISTRY_WRITE
 T = "/v1/tenants/{tenant_id}"
@@ -92,10 +93,88 @@ RUN_ROUTES: list[tuple[str, str, Permission, str]] = [
 ]
 
 
-def _forwarder(permission: Permission, service: str = "agent-registry") -> Callable[..., Awaitable[Response]]:
+USAGE_ROUTES: list[tuple[str, str, Permission, str]] = [
+    (
+        "POST",
+        f"{T}/usage/events",
+        Permission.USAGE_WRITE,
+        "Ingest up to 1,000 usage events (per-event results)",
+    ),
+    ("GET", f"{T}/usage/daily", Permission.USAGE_READ, "Daily usage per meter (range, meter, group_by)"),
+    ("GET", f"{T}/usage/monthly", Permission.USAGE_READ, "Monthly usage per meter (range, meter, group_by)"),
+    (
+        "GET",
+        f"{T}/analytics/dashboard",
+        Permission.USAGE_READ,
+        "Current month totals, top models/agents, series",
+    ),
+]
+
+BILLING_ROUTES: list[tuple[str, str, Permission, str]] = [
+    ("GET", f"{T}/billing/plan", Permission.BILLING_READ, "The tenant's plan, limits and rates"),
+    ("PUT", f"{T}/billing/plan", Permission.BILLING_MANAGE, "Change plan (downgrades over limits refused)"),
+    ("GET", f"{T}/billing/usage", Permission.BILLING_READ, "Rated usage of the current period"),
+    ("GET", f"{T}/billing/invoices", Permission.BILLING_READ, "List invoices"),
+    (
+        "GET",
+        f"{T}/billing/invoices/preview",
+        Permission.BILLING_READ,
+        "Invoice preview of the current period",
+    ),
+    ("GET", f"{T}/billing/invoices/{{invoice_id}}", Permission.BILLING_READ, "Get an invoice"),
+]
+
+# Platform-wide routes (no tenant in the path): (method, path, permission, summary, service)
+ADMIN_ROUTES: list[tuple[str, str, Permission, str, str]] = [
+    (
+        "GET",
+        "/v1/admin/usage/export",
+        Permission.ADMIN_SYSTEM,
+        "Export a tenant's usage events for a range (streamed CSV or JSONL)",
+        "usage-meter",
+    ),
+    (
+        "GET",
+        "/v1/admin/billing/reconcile",
+        Permission.ADMIN_SYSTEM,
+        "Usage-meter totals vs billing's rating vs what Stripe received, per tenant",
+        "billing",
+    ),
+]
+
+# Routes that start provider work: refused with 429 `quota_exceeded` once a hard monthly quota is
+# used up, before anything reaches a provider.
+QUOTA_GUARDED = {("POST", f"{T}/runs"), ("POST", f"{T}/experiments/{{experiment_id}}/start")}
+
+# Which service serves each tenant-scoped forwarded route, and the OpenAPI tag it is listed under.
+FORWARDED: list[tuple[str, str, list[tuple[str, str, Permission, str]]]] = [
+    ("agent-registry", "registry", REGISTRY_ROUTES),
+    ("run-executor", "runs", RUN_ROUTES),
+    ("usage-meter", "usage", USAGE_ROUTES),
+    ("billing", "billing", BILLING_ROUTES),
+]
+
+
+def routes_of(service: str) -> list[tuple[str, str]]:
+    """(method, path) of every route forwarded to `service` (for the OpenAPI merge)."""
+    routes = [(m, p) for name, _, table in FORWARDED if name == service for m, p, _, _ in table]
+    routes += [(m, p) for m, p, _, _, name in ADMIN_ROUTES if name == service]
+    if service == "billing":
+        routes.append(("POST", STRIPE_WEBHOOK_PATH))
+    return routes
+
+
+def _forwarder(
+    permission: Permission, service: str, quota_guarded: bool = False
+) -> Callable[..., Awaitable[Response]]:
     async def forward(
         request: Request, principal: Annotated[Principal, Depends(tenant_scope(permission))]
     ) -> Response:
+        if quota_guarded:
+            now = datetime.now(UTC)
+            exceeded = await request.app.state.quotas.exceeded(request.path_params["tenant_id"], now)
+            if exceeded is not None:
+                raise exceeded.error(now)
         # Bodies stream both ways (dataset files can be large): nothing is held whole in memory.
         upstream = request.app.state.upstreams[service]
         return await upstream.forward(request, principal)
@@ -103,33 +182,60 @@ def _forwarder(permission: Permission, service: str = "agent-registry") -> Calla
     return forward
 
 
-def registry_router() -> APIRouter:
-    router = APIRouter(tags=["registry"])
-    errors = {s: {"model": ErrorResponse} for s in (401, 403, 404, 409, 412, 422, 503)}
-    for method, path, permission, summary in REGISTRY_ROUTES:
+def _admin_forwarder(permission: Permission, service: str) -> Callable[..., Awaitable[Response]]:
+    async def forward(
+        request: Request, principal: Annotated[Principal, Depends(require(permission))]
+    ) -> Response:
+        return await request.app.state.upstreams[service].forward(request, principal)
+
+    return forward
+
+
+def forwarding_router() -> APIRouter:
+    """Every forwarded route, declared one by one so each is in the OpenAPI document."""
+    router = APIRouter()
+    errors = {s: {"model": ErrorResponse} for s in (401, 403, 404, 409, 412, 422, 429, 503)}
+    for service, tag, table in FORWARDED:
+        for method, path, permission, summary in table:
+            guarded = (method, path) in QUOTA_GUARDED
+            router.add_api_route(
+                path,
+                _forwarder(permission, service, guarded),
+                methods=[method],
+                summary=summary,
+                tags=[tag],
+                responses=errors,
+                name=f"{method.lower()}:{path}",
+                description=f"Requires permission `{permission.value}`. Forwarded to {service}."
+                + (" Refused with 429 `quota_exceeded` when a monthly quota is used up." if guarded else ""),
+            )
+    for method, path, permission, summary, service in ADMIN_ROUTES:
         router.add_api_route(
             path,
-            _forwarder(permission),
+            _admin_forwarder(permission, service),
             methods=[method],
             summary=summary,
+            tags=["admin"],
             responses=errors,
             name=f"{method.lower()}:{path}",
-            description=f"Requires permission `{permission.value}`. Forwarded to agent-registry.",
+            description=f"Requires permission `{permission.value}`. Forwarded to {service}.",
         )
+    router.add_api_route(
+        STRIPE_WEBHOOK_PATH,
+        _stripe_webhook,
+        methods=["POST"],
+        summary="Stripe webhook endpoint (signed by Stripe; no user authentication)",
+        tags=["billing"],
+        responses={400: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+        description="Forwarded byte for byte, with its `Stripe-Signature` header, to billing, which "
+        "verifies the signature and processes each event once.",
+    )
     return router
 
 
-def runs_router() -> APIRouter:
-    router = APIRouter(tags=["runs"])
-    errors = {s: {"model": ErrorResponse} for s in (401, 403, 404, 409, 422, 429, 503)}
-    for method, path, permission, summary in RUN_ROUTES:
-        router.add_api_route(
-            path,
-            _forwarder(permission, "run-executor"),
-            methods=[method],
-            summary=summary,
-            responses=errors,
-            name=f"{method.lower()}:{path}",
-            description=f"Requires permission `{permission.value}`. Forwarded to run-executor.",
-        )
-    return router
+STRIPE_WEBHOOK_PATH = "/webhooks/stripe"
+
+
+async def _stripe_webhook(request: Request) -> Response:
+    # Stripe authenticates itself with the signature over the raw body, which billing checks.
+    return await request.app.state.upstreams["billing"].forward(request, None)
