@@ -100,6 +100,11 @@ class MongoEventStore:
         # The relay sets `published` and the projector `projected` on the same commit documents;
         # FerretDB would lose one of two concurrent updates, so this process makes them take turns.
         self._flags = asyncio.Lock()
+        # Writers of this process take sequence numbers in turn from the last one they took, so
+        # they do not race each other for the same number (one insert per commit); a number taken
+        # by another process is a duplicate key, after which the current maximum is read again.
+        self._seq_lock = asyncio.Lock()
+        self._last_seq: int | None = None
 
     async def ensure_indexes(self) -> None:
         await self._commits.create_index(
@@ -110,14 +115,19 @@ class MongoEventStore:
         await self._commits.create_index([("projected", ASCENDING), ("seq", ASCENDING)], name="projector")
 
     async def _next_seq(self) -> int:
-        while True:
-            last = await self._sequence.find_one({}, sort=[("_id", -1)], projection={"_id": 1})
-            candidate = (int(last["_id"]) if last else 0) + 1
-            try:
-                await self._sequence.insert_one({"_id": candidate})
+        async with self._seq_lock:
+            while True:
+                if self._last_seq is None:
+                    last = await self._sequence.find_one({}, sort=[("_id", -1)], projection={"_id": 1})
+                    self._last_seq = int(last["_id"]) if last else 0
+                candidate = self._last_seq + 1
+                try:
+                    await self._sequence.insert_one({"_id": candidate})
+                except DuplicateKeyError:
+                    self._last_seq = None  # another process took it: read the maximum again
+                    continue
+                self._last_seq = candidate
                 return candidate
-            except DuplicateKeyError:
-                continue  # another writer took it
 
     async def append(
         self,

@@ -128,6 +128,7 @@ def _wire(runtime: Runtime) -> None:
     )
     runtime.closers.append(providers.aclose)
     runtime.closers.append(tools.aclose)
+    runtime.closers.extend([logs.close, spans.close])  # after the executor stopped: last lines kept
     # Experiments (registry.ExperimentStarted): examples from the registry over internal HTTP, targets
     # run by the same engine and metered the same way as API runs.
     examples = RegistryExampleSource(settings.agent_registry_url, settings.internal_token)

@@ -89,6 +89,9 @@ class Store:
     async def insert(self, tenant_id: str, run_id: str, span: Span) -> None:
         self.spans.append(span)
 
+    async def flush(self) -> None:
+        return None  # written at once
+
     async def delete_run(self, tenant_id: str, run_id: str) -> None:
         return None
 

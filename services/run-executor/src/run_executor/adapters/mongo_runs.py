@@ -1,8 +1,10 @@
 """MongoDB side of runs. Collections (every document carries `tenant_id`; queries filter by it):
 
 - `runs`: the view of each run stream (projection; `_version` = stream version, the ETag).
-- `run_logs`: insert-only, `_id` = `{run_id}:{seq:08d}` (the run's task is the only writer).
-- `run_spans`: insert-only, `_id` = `{run_id}:{span_id}`, one document per finished span.
+- `run_logs`: insert-only, `_id` = `{run_id}:{seq:08d}` (the run's task is the only writer);
+  written behind in batches (write_behind.py), flushed before a run's end is recorded.
+- `run_spans`: insert-only, `_id` = `{run_id}:{span_id}`, one document per finished span; batched
+  the same way.
 - `run_claims`: insert-only, which executor instance accepted each run.
 - `executor_instances`: one document per executor process, written only by that process (heartbeat).
 """
@@ -17,7 +19,6 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
 
 from ailab_contracts.events.runs import RunTotals
 from ailab_runtime.pagination import decode_cursor, encode_cursor
@@ -25,6 +26,7 @@ from ailab_runtime.pagination import decode_cursor, encode_cursor
 from ..application.ports import RunFilter
 from ..domain.model import ACTIVE, Run
 from ..engine.spans import Span
+from .write_behind import WriteBehind
 
 Db = AsyncDatabase[dict[str, Any]]
 
@@ -106,12 +108,16 @@ class MongoRunViews:
 class MongoRunLogs:
     def __init__(self, db: Db) -> None:
         self._col = db[RUN_LOGS]
+        self._writes = WriteBehind(self._col)
 
     async def append(self, entry: dict[str, Any]) -> None:
-        try:
-            await self._col.insert_one(dict(entry))
-        except DuplicateKeyError:
-            pass  # the same line again (a retried write)
+        await self._writes.add(dict(entry))  # a duplicate id (the same line again) is skipped
+
+    async def flush(self) -> None:
+        await self._writes.flush()
+
+    async def close(self) -> None:
+        await self._writes.close()
 
     async def page(
         self, tenant_id: str, run_id: str, cursor: str | None, limit: int, level: str | None = None
@@ -133,18 +139,29 @@ class MongoRunLogs:
 class MongoRunSpans:
     def __init__(self, db: Db) -> None:
         self._col = db[RUN_SPANS]
+        self._writes = WriteBehind(self._col)
 
     async def insert(self, tenant_id: str, run_id: str, span: Span) -> None:
-        doc = {"_id": f"{run_id}:{span.span_id}", "tenant_id": tenant_id, "run_id": run_id, **span.as_doc()}
-        try:
-            await self._col.insert_one(doc)
-        except DuplicateKeyError:
-            pass
+        doc = {
+            "_id": f"{run_id}:{span.span_id}",
+            "tenant_id": tenant_id,
+            "run_id": run_id,
+            # spans started within the same millisecond (the stored resolution) keep their order
+            "opened": span.opened,
+            **span.as_doc(),
+        }
+        await self._writes.add(doc)
+
+    async def flush(self) -> None:
+        await self._writes.flush()
+
+    async def close(self) -> None:
+        await self._writes.close()
 
     async def of_run(self, tenant_id: str, run_id: str, limit: int) -> list[dict[str, Any]]:
         cursor = (
             self._col.find({"tenant_id": tenant_id, "run_id": run_id})
-            .sort("start_time", ASCENDING)
+            .sort([("start_time", ASCENDING), ("opened", ASCENDING)])
             .limit(limit)
         )
         out = []

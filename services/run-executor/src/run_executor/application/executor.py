@@ -30,7 +30,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ailab_contracts.events.runs import RunErrorInfo, RunTotals
+from ailab_contracts.events.runs import (
+    RunCancelled,
+    RunErrorInfo,
+    RunFailed,
+    RunSucceeded,
+    RunTimedOut,
+    RunTotals,
+)
 
 from ..domain.errors import InvalidTransition, RunsError
 from ..domain.model import (
@@ -272,6 +279,10 @@ class RunExecutor:
 
     async def _append(self, rt: RunTask, events: Sequence[BaseModel]) -> None:
         assert rt.run is not None
+        if any(_is_terminal(e) for e in events):
+            # Logs and spans are written behind; a finished run must have them readable.
+            await self.ports.logs.flush()
+            await self.ports.spans.flush()
         first = rt.version + 1
         rt.version = await self.ports.recorder.record(rt.run.stream_id, rt.version, rt.tenant_id, events)
         rt.run = fold(rt.run, rt.tenant_id, first, list(events))
@@ -385,6 +396,10 @@ class RunExecutor:
 
     def provider_kind(self, name: str) -> str:
         return self._provider_kind(name)
+
+
+def _is_terminal(event: BaseModel) -> bool:
+    return isinstance(event, RunSucceeded | RunFailed | RunCancelled | RunTimedOut)
 
 
 class _RunObserver:

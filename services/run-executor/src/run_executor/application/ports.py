@@ -50,6 +50,9 @@ class RunViews(Protocol):
 class RunLogs(Protocol):
     async def append(self, entry: Mapping[str, Any]) -> None: ...
 
+    async def flush(self) -> None:
+        """Return once every entry appended before is stored (writes may be batched)."""
+
     async def page(
         self, tenant_id: str, run_id: str, cursor: str | None, limit: int, level: str | None = None
     ) -> tuple[list[dict[str, Any]], str | None]: ...
@@ -59,6 +62,9 @@ class RunLogs(Protocol):
 
 class RunSpans(Protocol):
     async def insert(self, tenant_id: str, run_id: str, span: Span) -> None: ...
+
+    async def flush(self) -> None:
+        """Return once every span inserted before is stored (writes may be batched)."""
 
     async def of_run(self, tenant_id: str, run_id: str, limit: int) -> list[dict[str, Any]]: ...
 

@@ -35,7 +35,10 @@ def span_tree(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
     (yet: the root span of a running run is written when it ends) are roots."""
     by_id = {s["span_id"]: {**s, "children": []} for s in spans}
     roots: list[dict[str, Any]] = []
-    for span in sorted(by_id.values(), key=lambda s: (s["start_time"], s["span_id"])):
+    # `opened` (the order spans were started in) orders spans that started in the same millisecond
+    ordered = sorted(by_id.values(), key=lambda s: (s["start_time"], s.get("opened", 0), s["span_id"]))
+    for span in ordered:
+        span.pop("opened", None)
         parent = by_id.get(span.get("parent_span_id") or "")
         (parent["children"] if parent is not None else roots).append(span)
     return roots

@@ -54,6 +54,7 @@ class Span:
     duration_ms: float | None = None
     status: SpanStatus = "ok"
     error: dict[str, str] | None = None
+    opened: int = 0  # order in which the trace's spans were started (ties at equal start times)
     _started: float = field(default_factory=time.monotonic, repr=False)
 
     def set(self, **attributes: Any) -> None:
@@ -98,6 +99,7 @@ class SpanRecorder:
         self._base = {k: _scalar(v) for k, v in base_attributes.items()}
         self._sink = sink
         self.spans_emitted = 0
+        self._opened = 0
 
     def start(
         self,
@@ -119,7 +121,9 @@ class SpanRecorder:
             attributes=dict(self._base),
             tags={"service_name": "run-executor", "span_kind": kind},
             input=storable_preview(input),
+            opened=self._opened,
         )
+        self._opened += 1
         span.set(**attributes)
         return span
 
