@@ -135,7 +135,12 @@ class Billing:
                 version = self._versions.get(stream_id, 0) + 1
                 self._versions[stream_id] = version
                 envelope = new_envelope(
-                    REGISTRY, event, stream_id=stream_id, stream_version=version, tenant_id=tenant, producer="test"
+                    REGISTRY,
+                    event,
+                    stream_id=stream_id,
+                    stream_version=version,
+                    tenant_id=tenant,
+                    producer="test",
                 )
                 ids.append(str(envelope.event_id))
                 await producer.send_and_wait(
@@ -156,7 +161,11 @@ class Billing:
             tenant,
             f"tenant:{tenant}",
             TenantCreated(
-                tenant_id=tenant, name=f"Tenant {tenant}", plan=plan, limits=PLANS[plan].limits, created_by="usr_root"  # type: ignore[arg-type]
+                tenant_id=tenant,
+                name=f"Tenant {tenant}",
+                plan=plan,
+                limits=PLANS[plan].limits,
+                created_by="usr_root",  # type: ignore[arg-type]
             ),
         )
         return await self.eventually(lambda: self.get_json(f"/v1/tenants/{tenant}/billing/plan"))
@@ -260,7 +269,9 @@ async def billing(infra: Infra, fake_usage_meter: FakeUsageMeter) -> AsyncIterat
     headers = {"X-Internal-Token": settings.internal_token, **ADMIN}
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://billing", headers=headers) as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://billing", headers=headers
+        ) as client:
             deadline = asyncio.get_running_loop().time() + 60
             while (await client.get("/readyz")).status_code != 200:
                 assert asyncio.get_running_loop().time() < deadline, "billing never became ready"

@@ -39,9 +39,17 @@ async def test_upgrade_subscribes_in_stripe_and_emits_plan_changed(billing: Bill
     body = response.json()
     assert body["plan"] == "pro" and body["previous_plan"] == "free"
     assert body["stripe"]["subscription_id"].startswith("sub_")
-    assert [r["meter"] for r in body["metered_rates"]] == ["tokens_in", "tokens_out", "storage_mb", "egress_mb"]
+    assert [r["meter"] for r in body["metered_rates"]] == [
+        "tokens_in",
+        "tokens_out",
+        "storage_mb",
+        "egress_mb",
+    ]
     events = await billing.billing_events(tenant, "billing.PlanChanged", at_least=2)
-    assert [(e["payload"]["previous_plan"], e["payload"]["plan"]) for e in events] == [(None, "free"), ("free", "pro")]
+    assert [(e["payload"]["previous_plan"], e["payload"]["plan"]) for e in events] == [
+        (None, "free"),
+        ("free", "pro"),
+    ]
     assert events[1]["payload"]["limits"]["max_projects"] == 50
     assert events[1]["payload"]["changed_by"] == "usr_admin"
     # Choosing the current plan again changes nothing.
@@ -60,7 +68,10 @@ async def test_a_downgrade_over_the_new_limits_is_refused_with_the_reasons(billi
     projects = [f"prj_{i}" for i in range(4)]
     for p in projects:
         await billing.publish(
-            REGISTRY, tenant, f"project:{tenant}:{p}", ProjectCreated(project_id=p, name=p, created_by="usr_0")
+            REGISTRY,
+            tenant,
+            f"project:{tenant}:{p}",
+            ProjectCreated(project_id=p, name=p, created_by="usr_0"),
         )
     await billing.publish(
         USAGE,
@@ -148,12 +159,18 @@ async def test_payment_failed_suspends_paid_restores_and_a_replay_does_nothing(b
     customer = plan["stripe"]["customer_id"]
     plan_path = f"/v1/tenants/{tenant}/billing/plan"
     failed = stripe_event(
-        "invoice.payment_failed", {"id": "in_fail1", "object": "invoice", "customer": customer, "status": "open"}
+        "invoice.payment_failed",
+        {"id": "in_fail1", "object": "invoice", "customer": customer, "status": "open"},
     )
     body, headers = billing.signed(failed)
     response = await billing.client.post("/webhooks/stripe", content=body, headers=headers)
     assert response.status_code == 200, response.text
-    assert response.json() == {"received": True, "event_id": failed["id"], "type": failed["type"], "status": "processed"}
+    assert response.json() == {
+        "received": True,
+        "event_id": failed["id"],
+        "type": failed["type"],
+        "status": "processed",
+    }
     assert (await billing.get_json(plan_path))["status"] == "suspended"  # type: ignore[index]
     [suspended] = await billing.billing_events(tenant, "billing.AccountStatusChanged", at_least=1)
     assert suspended["payload"]["status"] == "suspended"
@@ -166,7 +183,9 @@ async def test_payment_failed_suspends_paid_restores_and_a_replay_does_nothing(b
     resigned = await billing.webhook(failed)
     assert resigned.status_code == 200 and resigned.json()["status"] == "duplicate"
 
-    paid = stripe_event("invoice.paid", {"id": "in_fail1", "object": "invoice", "customer": customer, "status": "paid"})
+    paid = stripe_event(
+        "invoice.paid", {"id": "in_fail1", "object": "invoice", "customer": customer, "status": "paid"}
+    )
     assert (await billing.webhook(paid)).json()["status"] == "processed"
     assert (await billing.get_json(plan_path))["status"] == "active"  # type: ignore[index]
     assert (await billing.webhook(paid)).json()["status"] == "duplicate"
@@ -178,7 +197,8 @@ async def test_forged_tampered_and_stale_webhooks_are_refused_without_side_effec
     tenant = billing.tenant()
     plan = await billing.create_tenant(tenant, "pro")
     failed = stripe_event(
-        "invoice.payment_failed", {"id": "in_x", "object": "invoice", "customer": plan["stripe"]["customer_id"]}
+        "invoice.payment_failed",
+        {"id": "in_x", "object": "invoice", "customer": plan["stripe"]["customer_id"]},
     )
     forged = await billing.webhook(failed, secret="whsec_attacker")
     assert forged.status_code == 400 and forged.json()["error"]["code"] == "invalid_signature"
@@ -188,7 +208,9 @@ async def test_forged_tampered_and_stale_webhooks_are_refused_without_side_effec
     )
     assert tampered.status_code == 400
     stale_header = headers["Stripe-Signature"].replace("t=", "t=1", 1)  # a timestamp long gone
-    stale = await billing.client.post("/webhooks/stripe", content=body, headers={"Stripe-Signature": stale_header})
+    stale = await billing.client.post(
+        "/webhooks/stripe", content=body, headers={"Stripe-Signature": stale_header}
+    )
     assert stale.status_code == 400
     missing = await billing.client.post("/webhooks/stripe", content=body)
     assert missing.status_code == 400
@@ -198,15 +220,25 @@ async def test_forged_tampered_and_stale_webhooks_are_refused_without_side_effec
     assert (await billing.webhook(failed)).json()["status"] == "processed"
 
 
-async def test_subscription_updates_are_followed_and_a_deleted_subscription_means_free(billing: Billing) -> None:
+async def test_subscription_updates_are_followed_and_a_deleted_subscription_means_free(
+    billing: Billing,
+) -> None:
     tenant = billing.tenant()
     plan = await billing.create_tenant(tenant, "pro")
-    sub = {"id": plan["stripe"]["subscription_id"], "object": "subscription", "customer": plan["stripe"]["customer_id"]}
-    updated = await billing.webhook(stripe_event("customer.subscription.updated", {**sub, "status": "past_due"}))
+    sub = {
+        "id": plan["stripe"]["subscription_id"],
+        "object": "subscription",
+        "customer": plan["stripe"]["customer_id"],
+    }
+    updated = await billing.webhook(
+        stripe_event("customer.subscription.updated", {**sub, "status": "past_due"})
+    )
     assert updated.json()["status"] == "processed"
     path = f"/v1/tenants/{tenant}/billing/plan"
     assert (await billing.get_json(path))["stripe"]["subscription_status"] == "past_due"  # type: ignore[index]
-    deleted = await billing.webhook(stripe_event("customer.subscription.deleted", {**sub, "status": "canceled"}))
+    deleted = await billing.webhook(
+        stripe_event("customer.subscription.deleted", {**sub, "status": "canceled"})
+    )
     assert deleted.json()["status"] == "processed"
     after = await billing.get_json(path)
     assert after["plan"] == "free" and after["stripe"]["subscription_status"] == "canceled"  # type: ignore[index]
