@@ -4,6 +4,7 @@ FerretDB: tenants arrive through tenancy.TenantCreated, users and projects throu
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 import pytest
 
@@ -14,7 +15,11 @@ from ailab_contracts.topics import REGISTRY, TENANCY, USAGE
 
 from .conftest import PLATFORM, Billing, stripe_event
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    # stripe's HTTPX client posts form bodies with `data=` bytes, which httpx 0.28 deprecates.
+    pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning"),
+]
 
 
 async def test_a_paid_tenant_gets_a_stripe_customer_and_subscription(billing: Billing) -> None:
@@ -246,3 +251,41 @@ async def test_subscription_updates_are_followed_and_a_deleted_subscription_mean
     assert events[-1]["payload"]["changed_by"] == "stripe"
     unknown = await billing.webhook(stripe_event("customer.created", {"id": "cus_zzz", "object": "customer"}))
     assert unknown.status_code == 200 and unknown.json()["status"] == "ignored"
+
+
+async def test_a_payment_failure_suspends_only_after_the_grace_period(billing: Billing) -> None:
+    """The module's app runs with grace 0; this builds the same webhook handling over the same
+    database and Stripe account records with a 1 s grace period."""
+    from billing.application.webhooks import WebhookService
+
+    from .conftest import WEBHOOK_SECRET
+
+    ports = billing.runtime.extras["billing"]
+    service = WebhookService(ports.accounts.store, ports.accounts, WEBHOOK_SECRET, 300, grace_s=1.0)
+    late, early = billing.tenant(), billing.tenant()
+    customers = {t: (await billing.create_tenant(t, "pro"))["stripe"]["customer_id"] for t in (late, early)}
+    for tenant in (late, early):
+        failed = stripe_event(
+            "invoice.payment_failed",
+            {"id": f"in_{tenant}", "object": "invoice", "customer": customers[tenant]},
+        )
+        body, headers = billing.signed(failed)
+        assert (await service.handle(body, headers["Stripe-Signature"])).status == "processed"
+    assert await service.suspend_due() == 0  # within the grace period: still active
+    paid = stripe_event(
+        "invoice.paid", {"id": f"in_{early}", "object": "invoice", "customer": customers[early]}
+    )
+    body, headers = billing.signed(paid)
+    await service.handle(body, headers["Stripe-Signature"])  # paid in time: never suspended
+
+    async def late_status() -> str:
+        await service.suspend_due()  # (the app's own loop may get there first: same records)
+        return (await billing.get_json(f"/v1/tenants/{late}/billing/plan"))["status"]  # type: ignore[index]
+
+    await billing.eventually(late_status, lambda s: s == "suspended", timeout_s=10)
+    failure = await billing.runtime.db["payment_failures"].find_one({"tenant_id": late})
+    [suspended] = await billing.billing_events(late, "billing.AccountStatusChanged", at_least=1)
+    waited = datetime.fromisoformat(suspended["payload"]["at"]) - failure["failed_at"]  # type: ignore[index]
+    assert waited.total_seconds() >= 1.0
+    assert (await billing.get_json(f"/v1/tenants/{early}/billing/plan"))["status"] == "active"  # type: ignore[index]
+    assert await billing.billing_events(early, "billing.AccountStatusChanged") == []

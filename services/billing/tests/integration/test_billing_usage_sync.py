@@ -14,7 +14,11 @@ from ailab_contracts.topics import USAGE
 
 from .conftest import ADMIN, PLATFORM, Billing
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    # stripe's HTTPX client posts form bodies with `data=` bytes, which httpx 0.28 deprecates.
+    pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning"),
+]
 
 
 def closed(tenant: str, day: str, **meters: str) -> DailyUsageClosed:
