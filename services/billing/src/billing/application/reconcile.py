@@ -4,6 +4,7 @@ record of meter events, for the meters the plan bills). Every difference is list
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 from typing import Any
 
@@ -20,15 +21,16 @@ class ReconcileService:
         self._usage_meter = usage_meter
 
     async def month(self, month: str, tenant_id: str | None = None) -> dict[str, Any]:
-        tenants: list[dict[str, Any]] = []
-        differences: list[dict[str, Any]] = []
-        for account in await self._store.accounts():
-            tenant = account["tenant_id"]
-            if tenant_id is not None and tenant != tenant_id:
-                continue
-            row = await self._tenant(tenant, month)
-            tenants.append(row)
-            differences.extend(row["differences"])
+        names = [a["tenant_id"] for a in await self._store.accounts()]
+        names = [t for t in names if tenant_id is None or t == tenant_id]
+        limit = asyncio.Semaphore(8)  # a few usage-meter calls at a time
+
+        async def one(tenant: str) -> dict[str, Any]:
+            async with limit:
+                return await self._tenant(tenant, month)
+
+        tenants = list(await asyncio.gather(*(one(t) for t in names)))
+        differences = [d for row in tenants for d in row["differences"]]
         return {
             "month": month,
             "tenants": tenants,
