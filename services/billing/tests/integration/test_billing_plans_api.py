@@ -3,6 +3,7 @@ FerretDB: tenants arrive through tenancy.TenantCreated, users and projects throu
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime
 
@@ -289,3 +290,27 @@ async def test_a_payment_failure_suspends_only_after_the_grace_period(billing: B
     assert waited.total_seconds() >= 1.0
     assert (await billing.get_json(f"/v1/tenants/{early}/billing/plan"))["status"] == "active"  # type: ignore[index]
     assert await billing.billing_events(early, "billing.AccountStatusChanged") == []
+
+
+async def test_concurrent_plan_changes_and_duplicate_deliveries_apply_once(billing: Billing) -> None:
+    tenant = billing.tenant()
+    plan = await billing.create_tenant(tenant, "free")
+    path = f"/v1/tenants/{tenant}/billing/plan"
+    responses = await asyncio.gather(*(billing.client.put(path, json={"plan": "pro"}) for _ in range(4)))
+    assert [r.status_code for r in responses] == [200] * 4
+    events = await billing.billing_events(tenant, "billing.PlanChanged", at_least=2)
+    assert [e["payload"]["plan"] for e in events] == ["free", "pro"]
+    stripe_account = await billing.runtime.db["stripe_accounts"].find_one({"_id": tenant})
+    assert stripe_account is not None and stripe_account["subscriptions_created"] == 1
+
+    customer = (await billing.get_json(path))["stripe"]["customer_id"]  # type: ignore[index]
+    assert plan["stripe"]["customer_id"] is None and customer.startswith("cus_")
+    failed = stripe_event(
+        "invoice.payment_failed", {"id": "in_dup", "object": "invoice", "customer": customer}
+    )
+    body, headers = billing.signed(failed)
+    deliveries = await asyncio.gather(
+        *(billing.client.post("/webhooks/stripe", content=body, headers=headers) for _ in range(4))
+    )
+    assert sorted(r.json()["status"] for r in deliveries) == ["duplicate"] * 3 + ["processed"]
+    assert len(await billing.billing_events(tenant, "billing.AccountStatusChanged", at_least=1)) == 1

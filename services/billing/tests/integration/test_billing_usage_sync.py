@@ -210,3 +210,20 @@ async def test_invoice_and_reconcile_of_a_month_equal_the_hand_computation(billi
     assert forbidden.status_code == 403
     bad_month = await billing.client.get(path, params={"month": "2026-13"}, headers=PLATFORM)
     assert bad_month.status_code == 422
+
+
+async def test_rebuilt_projections_equal_the_live_ones(billing: Billing) -> None:
+    tenant = billing.tenant()
+    await billing.create_tenant(tenant, "pro")
+    await publish_day(billing, closed(tenant, "2026-11-22", tokens_in="10"))
+    await sync_state(billing, tenant, "2026-11-22")
+    db = billing.runtime.db
+
+    async def snapshot() -> list[Any]:
+        account = await db["accounts"].find_one({"_id": tenant})
+        state = await db["usage_sync"].find_one({"_id": f"{tenant}:2026-11-22"})
+        return [account, state]
+
+    before = await snapshot()
+    await billing.runtime.projector.rebuild()
+    assert await snapshot() == before
