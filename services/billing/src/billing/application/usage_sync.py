@@ -5,6 +5,7 @@ with exponential backoff by the billing loop)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -149,31 +150,34 @@ class UsageSyncService:
         if not to_send:
             return []
         customer_id = await self._accounts.customer_for(tenant_id)
-        sent: list[str] = []
-        for meter, value, quantity in to_send:
+
+        async def send(meter: str, value: Decimal, quantity: Decimal) -> None:
             identifier = meter_event_identifier(tenant_id, day, meter)
+            if await self._store.meter_event_sent(identifier) is not None:
+                return
             event_name = f"{self._settings.meter_event_prefix}{meter}"
-            if await self._store.meter_event_sent(identifier) is None:
-                await self._stripe.send_meter_event(
-                    event_name, customer_id, text(value), identifier, day_timestamp(day)
-                )
-                await self._store.record_meter_event(
-                    {
-                        "_id": identifier,
-                        "tenant_id": tenant_id,
-                        "day": day,
-                        "month": day[:7],
-                        "meter": meter,
-                        "event_name": event_name,
-                        "customer_id": customer_id,
-                        "value": text(value),
-                        "quantity": text(quantity),
-                        "plan": plan.name,
-                        "sent_at": datetime.now(UTC),
-                    }
-                )
-            sent.append(meter)
-        return sent
+            await self._stripe.send_meter_event(
+                event_name, customer_id, text(value), identifier, day_timestamp(day)
+            )
+            await self._store.record_meter_event(
+                {
+                    "_id": identifier,
+                    "tenant_id": tenant_id,
+                    "day": day,
+                    "month": day[:7],
+                    "meter": meter,
+                    "event_name": event_name,
+                    "customer_id": customer_id,
+                    "value": text(value),
+                    "quantity": text(quantity),
+                    "plan": plan.name,
+                    "sent_at": datetime.now(UTC),
+                }
+            )
+
+        # The day's meters are independent events in Stripe: send them side by side.
+        await asyncio.gather(*(send(*item) for item in to_send))
+        return [meter for meter, _, _ in to_send]
 
     async def _record(
         self,
