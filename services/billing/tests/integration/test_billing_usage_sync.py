@@ -78,6 +78,10 @@ async def test_a_closed_day_reaches_stripe_once_and_a_replay_sends_nothing(billi
     assert usage is not None
     assert usage["totals"] == {"requests": "12", "tokens_in": "125000", "tokens_out": "40000"}
     assert usage["days"][0]["stripe_sync_status"] == "synced"
+    assert [(e["identifier"], e["value"]) for e in usage["days"][0]["stripe_meter_events"]] == [
+        (f"{tenant}:2026-11-20:tokens_in", "125000"),
+        (f"{tenant}:2026-11-20:tokens_out", "40000"),
+    ]
 
     # The same day delivered again (a replay with a new envelope): nothing more goes to Stripe.
     replay_id = await publish_day(

@@ -28,6 +28,7 @@ from .schemas import (
     DayUsageOut,
     InvoiceOut,
     MeteredRateOut,
+    MeterEventOut,
     PlanOut,
     PlanUpdate,
     ReconcileOut,
@@ -174,6 +175,16 @@ async def get_usage(
     store = ports.accounts.store
     states = {s["day"]: s for s in await store.sync_states(tenant_id, month)}
     totals, _ = await ports.invoices.month_totals(tenant_id, month)
+    sent: dict[str, list[MeterEventOut]] = {}
+    for doc in await store.meter_events(tenant_id, month):
+        sent.setdefault(doc["day"], []).append(
+            MeterEventOut(
+                identifier=doc["_id"],
+                event_name=doc["event_name"],
+                value=doc["value"],
+                sent_at=doc["sent_at"],
+            )
+        )
     days = []
     for doc in await store.usage_days(tenant_id, month):
         state = states.get(doc["day"]) or {}
@@ -185,6 +196,7 @@ async def get_usage(
                 stripe_sync_attempts=state.get("attempts", 0),
                 stripe_sync_error=state.get("error"),
                 meters_sent=state.get("meters") or [],
+                stripe_meter_events=sent.get(doc["day"], []),
             )
         )
     preview = await ports.invoices.preview(tenant_id, month)

@@ -82,6 +82,18 @@ class InvoiceOut(BaseModel):
     computed_at: datetime
 
 
+class MeterEventOut(BaseModel):
+    identifier: str = Field(
+        description="`{tenant}:{day}:{meter}`: Stripe deduplicates on it.",
+        examples=["acme:2026-11-26:tokens_in"],
+    )
+    event_name: str = Field(examples=["ailab_tokens_in"])
+    value: str = Field(
+        description="Value sent (storage: the level at the end of the day).", examples=["125000"]
+    )
+    sent_at: datetime
+
+
 class DayUsageOut(BaseModel):
     day: str = Field(examples=["2026-11-26"])
     meters: dict[str, str] = Field(description="Quantity per meter.", examples=[{"tokens_in": "125000"}])
@@ -89,6 +101,9 @@ class DayUsageOut(BaseModel):
     stripe_sync_attempts: int = 0
     stripe_sync_error: str | None = None
     meters_sent: list[str] = Field(default_factory=list)
+    stripe_meter_events: list[MeterEventOut] = Field(
+        default_factory=list, description="What billing sent to Stripe for this day (its own record)."
+    )
 
 
 class BillingUsageOut(BaseModel):
