@@ -56,6 +56,9 @@ class Settings(ServiceSettings):
 
     @model_validator(mode="after")
     def _refuse_dev_stripe_secrets(self) -> Settings:
-        if self.environment not in DEV_ENVIRONMENTS and self.stripe_webhook_secret == DEV_WEBHOOK_SECRET:
-            raise ValueError("STRIPE_WEBHOOK_SECRET must be set outside development and test")
+        if self.environment not in DEV_ENVIRONMENTS:
+            if self.stripe_webhook_secret == DEV_WEBHOOK_SECRET:
+                raise ValueError("STRIPE_WEBHOOK_SECRET must be set outside development and test")
+            if self.stripe_api_key == DEV_STRIPE_API_KEY:
+                raise ValueError("STRIPE_API_KEY must be set outside development and test")
         return self

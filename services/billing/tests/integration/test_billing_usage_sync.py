@@ -210,6 +210,19 @@ async def test_invoice_and_reconcile_of_a_month_equal_the_hand_computation(billi
             "difference": "100",
         }
     ]
+    assert report["tenants"][0]["invoice_id"] == "in_202610"
+
+    # A day closing after October was invoiced is rated but on no invoice: listed as well.
+    late = await publish_day(billing, closed(tenant, "2026-10-31", tokens_in="10"))
+    await wait_consumed(billing, late)
+    await sync_state(billing, tenant, "2026-10-31")
+    billing.usage_meter.monthly[(tenant, "2026-10")]["tokens_in"] = "200010"
+    report = (
+        await billing.client.get(path, params={"month": "2026-10", "tenant_id": tenant}, headers=PLATFORM)
+    ).json()
+    assert [d["kind"] for d in report["differences"]] == ["invoice_vs_rated"]
+    assert report["differences"][0]["days_not_invoiced"] == ["2026-10-31"]
+
     forbidden = await billing.client.get(path, params={"month": "2026-10"}, headers=ADMIN)
     assert forbidden.status_code == 403
     bad_month = await billing.client.get(path, params={"month": "2026-13"}, headers=PLATFORM)

@@ -90,6 +90,8 @@ class InvoiceService:
         self._store = store
         self._recorder = recorder
         self._delay = timedelta(seconds=close_delay_s)
+        # tenant -> last month known to be invoiced: later passes skip the tenant until a month ends.
+        self._closed_through: dict[str, str] = {}
 
     async def plan_at(self, tenant_id: str, instant: datetime) -> PlanConfig | None:
         """The plan in effect at `instant` (the last PlanChanged before it), or None."""
@@ -146,12 +148,20 @@ class InvoiceService:
         closed = 0
         for account in await self._store.accounts():
             tenant = account["tenant_id"]
-            first = min([current_month(account["created_at"]), *await self._store.usage_months(tenant)])
-            for month in _months_between(first, current_month(now)):
-                if month_bounds(month)[1] + self._delay > now:
-                    break
+            months = [
+                m
+                for m in _months_between(
+                    min([current_month(account["created_at"]), *await self._store.usage_months(tenant)]),
+                    current_month(now),
+                )
+                if month_bounds(m)[1] + self._delay <= now
+            ]
+            if not months or self._closed_through.get(tenant) == months[-1]:
+                continue
+            for month in months:
                 if await self._store.invoice_for(tenant, month) is None and await self.close_month(
                     tenant, month
                 ):
                     closed += 1
+            self._closed_through[tenant] = months[-1]
         return closed

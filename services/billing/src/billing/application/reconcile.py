@@ -10,6 +10,7 @@ from typing import Any
 
 from ..adapters.mongo_billing import BillingStore
 from ..adapters.usage_meter_http import UsageMeterHttp, UsageMeterUnavailable
+from ..domain.plans import PLANS
 from ..domain.rating import text
 from .invoices import InvoiceService
 
@@ -103,8 +104,25 @@ class ReconcileService:
                         "difference": text(expected.get(meter, Decimal(0)) - sent.get(meter, Decimal(0))),
                     }
                 )
+        invoice = await self._store.invoice_for(tenant, month)
+        if invoice is not None:
+            # A day that closed after the month was invoiced is charged nowhere: list it.
+            again, _ = await self._invoices.rate(tenant, month, PLANS[invoice["plan"]])
+            if invoice["days_included"] != days or Decimal(invoice["total_usd"]) != again.total_usd:
+                differences.append(
+                    {
+                        "tenant_id": tenant,
+                        "meter": None,
+                        "kind": "invoice_vs_rated",
+                        "invoice_id": invoice["invoice_id"],
+                        "invoice_total_usd": invoice["total_usd"],
+                        "rated_total_usd": format(again.total_usd, "f"),
+                        "days_not_invoiced": sorted(set(days) - set(invoice["days_included"])),
+                    }
+                )
         return {
             "tenant_id": tenant,
+            "invoice_id": invoice["invoice_id"] if invoice else None,
             "days_closed": len(days),
             "days_synced": len(days) - len(unsynced),
             "meters": rows,

@@ -19,6 +19,8 @@ from .accounts import AccountService
 
 log = logging.getLogger(__name__)
 
+MAX_PAYLOAD_BYTES = 1_000_000  # Stripe events are a few KB
+
 HANDLED = (
     "invoice.paid",
     "invoice.payment_failed",
@@ -48,6 +50,8 @@ class WebhookService:
 
     def verify(self, payload: bytes, signature: str | None) -> dict[str, Any]:
         """The event, if `Stripe-Signature` signs exactly these bytes recently enough; else 400."""
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            raise ApiError(413, "payload_too_large", f"webhook body is over {MAX_PAYLOAD_BYTES} bytes")
         if not signature:
             raise ApiError(400, "invalid_signature", "missing Stripe-Signature header")
         try:

@@ -126,6 +126,7 @@ class ReconcileMeterOut(BaseModel):
 
 class ReconcileTenantOut(BaseModel):
     tenant_id: str
+    invoice_id: str | None = Field(default=None, description="The month's finalized invoice, if any.")
     days_closed: int
     days_synced: int
     meters: list[ReconcileMeterOut]
