@@ -244,3 +244,57 @@ async def test_rebuilt_projections_equal_the_live_ones(billing: Billing) -> None
     before = await snapshot()
     await billing.runtime.projector.rebuild()
     assert await snapshot() == before
+
+
+async def test_stripe_unreachable_means_error_then_a_retry_syncs(billing: Billing) -> None:
+    """The same services over the module's database, but with Stripe at an address nobody answers."""
+    from ailab_runtime.counters import KeyedSerializer
+    from ailab_runtime.errors import ApiError
+    from billing.adapters.stripe_api import StripeApi
+    from billing.application.accounts import AccountService, StripePrices
+    from billing.application.usage_sync import SyncSettings, UsageSyncService
+
+    real_sync = billing.runtime.extras["usage_sync"]
+    real_accounts = billing.runtime.extras["accounts"]
+    down = StripeApi("sk_test_123", "http://127.0.0.1:9", timeout_s=0.5, network_retries=0)
+    accounts = AccountService(
+        real_accounts.store, real_accounts._recorder, down, StripePrices("price_ailab_"), KeyedSerializer()
+    )
+    tenant = billing.tenant()
+    await billing.create_tenant(tenant, "free")
+    with pytest.raises(ApiError) as refused:
+        await accounts.change_plan(tenant, "pro", "usr_admin")
+    assert refused.value.status == 502 and refused.value.code == "stripe_error"
+    assert (await billing.get_json(f"/v1/tenants/{tenant}/billing/plan"))["plan"] == "free"  # type: ignore[index]
+
+    response = await billing.client.put(f"/v1/tenants/{tenant}/billing/plan", json={"plan": "pro"})
+    assert response.status_code == 200
+    await billing.runtime.db["usage_days"].insert_one(
+        {
+            "_id": f"{tenant}:2026-11-23",
+            "tenant_id": tenant,
+            "day": "2026-11-23",
+            "month": "2026-11",
+            "meters": {"tokens_in": {"quantity": "7"}},
+        }
+    )
+    broken = UsageSyncService(
+        real_accounts.store,
+        real_accounts._recorder,
+        down,
+        accounts,
+        SyncSettings("ailab_", max_attempts=8, backoff_s=0.3, backoff_max_s=1),
+        serializer=real_sync._serializer,  # as one process: one attempt at a time per day
+    )
+    assert await broken.sync(tenant, "2026-11-23") == "error"
+    assert await billing.runtime.db["stripe_meter_events"].count_documents({"tenant_id": tenant}) == 0
+    # The app's own loop retries after the backoff, with Stripe reachable.
+    state = await sync_state(billing, tenant, "2026-11-23")
+    assert state["attempts"] == 2 and state["meters"] == ["tokens_in"]
+    events = await billing.billing_events(tenant, "billing.UsageSyncStatusChanged", at_least=3)
+    assert [(e["payload"]["status"], e["payload"]["attempts"]) for e in events] == [
+        ("pending", 0),
+        ("error", 1),
+        ("synced", 2),
+    ]
+    assert events[1]["payload"]["error"].startswith("stripe:")

@@ -70,3 +70,20 @@ def test_decimal_text_is_fixed_point() -> None:
     assert text(Decimal("29.000")) == "29"
     assert text(Decimal("1E-7")) == "0.0000001"
     assert text(Decimal("0.1250")) == "0.125"
+
+
+def test_sync_retries_back_off_exponentially_up_to_a_cap() -> None:
+    from billing.application.usage_sync import SyncSettings
+
+    settings = SyncSettings("ailab_", max_attempts=8, backoff_s=30, backoff_max_s=3600)
+    assert [settings.next_attempt_delay(n) for n in range(0, 9)] == [
+        3.0,
+        30,
+        60,
+        120,
+        240,
+        480,
+        960,
+        1920,
+        3600,
+    ]

@@ -15,12 +15,14 @@ class StripeFailure(Exception):
 
 
 class StripeApi:
-    def __init__(self, api_key: str, api_base: str, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, api_key: str, api_base: str, timeout_s: float = 10.0, network_retries: int = 2
+    ) -> None:
         self._client = stripe.StripeClient(
             api_key,
             base_addresses={"api": api_base},
             http_client=stripe.HTTPXClient(timeout=timeout_s),
-            max_network_retries=2,
+            max_network_retries=network_retries,
         )
 
     async def _call(self, fn: Any, params: dict[str, Any], key: str | None) -> Any:

@@ -63,13 +63,14 @@ class UsageSyncService:
         stripe: StripeApi,
         accounts: AccountService,
         settings: SyncSettings,
+        serializer: KeyedSerializer | None = None,
     ) -> None:
         self._store = store
         self._recorder = recorder
         self._stripe = stripe
         self._accounts = accounts
         self._settings = settings
-        self._serializer = KeyedSerializer()
+        self._serializer = serializer or KeyedSerializer()  # one attempt per day at a time
 
     async def on_day_closed(self, envelope: EventEnvelope, event: DailyUsageClosed) -> None:
         await self._store.insert_usage_day(
