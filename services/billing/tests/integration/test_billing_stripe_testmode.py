@@ -9,12 +9,16 @@ import uuid
 import pytest
 
 from billing.adapters.stripe_api import StripeApi, StripeFailure
+from billing.config import DEV_STRIPE_API_KEY
 
 KEY = os.environ.get("STRIPE_API_KEY", "")
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not KEY.startswith("sk_test_"), reason="STRIPE_API_KEY (a test-mode key) is not set"),
+    pytest.mark.skipif(
+        not KEY.startswith("sk_test_") or KEY == DEV_STRIPE_API_KEY,
+        reason="STRIPE_API_KEY (a real test-mode key, not the stripe-mock placeholder) is not set",
+    ),
 ]
 
 
