@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ailab_runtime.settings import DEV_ENVIRONMENTS, ServiceSettings
 
@@ -53,6 +53,11 @@ class Settings(ServiceSettings):
         ge=0,
         description="INVOICE_CLOSE_DELAY_S: a month is invoiced this long after it ends (late days).",
     )
+
+    @field_validator("stripe_api_base")
+    @classmethod
+    def _default_api_base(cls, value: str) -> str:
+        return value.strip().rstrip("/") or "https://api.stripe.com"  # an empty value means Stripe itself
 
     @model_validator(mode="after")
     def _refuse_dev_stripe_secrets(self) -> Settings:
