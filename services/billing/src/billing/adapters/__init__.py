@@ -1,0 +1,1 @@
+"""Adapters: MongoDB collections, Stripe, the usage-meter's HTTP API."""

@@ -1,0 +1,1 @@
+"""Pure billing model: plan configuration and rating (no I/O)."""
