@@ -155,11 +155,25 @@ def start_all(
 
 
 PID_FILE = ROOT / ".data" / "run" / "services.json"
+INFRA_ENV = ROOT / ".data" / "infra.env"
+
+
+def infra_env() -> dict[str, str]:
+    """Where `make infra-up` put Kafka, MongoDB and stripe-mock (`.data/infra.env`); variables
+    already set in the environment win."""
+    found: dict[str, str] = {}
+    if INFRA_ENV.exists():
+        for line in INFRA_ENV.read_text().splitlines():
+            key, sep, value = line.strip().partition("=")
+            if sep and key and not key.startswith("#") and key not in os.environ:
+                found[key] = value
+    return found
 
 
 def _up(args: argparse.Namespace) -> int:
     ports = {name: port for name, (_, port) in SERVICES.items()}
     base = {
+        **infra_env(),
         "ENVIRONMENT": os.environ.get("ENVIRONMENT", "development"),
         "JWT_PRIVATE_KEY_PATH": str(ROOT / ".data" / "gateway" / "jwt-signing-key.pem"),
     }

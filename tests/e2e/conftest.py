@@ -3,6 +3,7 @@ from any other run by their own ports, database names and topic prefix."""
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import uuid
@@ -64,6 +65,9 @@ class System:
         return token
 
 
+E2E_WEBHOOK_SECRET = "whsec_e2e_signing_secret"
+
+
 @pytest.fixture(scope="session")
 def system(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     run_id = uuid.uuid4().hex[:8]
@@ -83,6 +87,11 @@ def system(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         "DEMO_ADMIN_EMAIL": f"demo-{run_id}@ailab.local",
         "DEMO_ADMIN_PASSWORD": demo_password,
         "LOGIN_MAX_ATTEMPTS_PER_IP": "100000",
+        # billing: stripe-mock from `make infra-up`, a known webhook secret, no grace period
+        "STRIPE_API_BASE": os.environ.get("STRIPE_API_BASE", "http://127.0.0.1:12111"),
+        "STRIPE_WEBHOOK_SECRET": E2E_WEBHOOK_SECRET,
+        "BILLING_GRACE_PERIOD_S": "0",
+        "BILLING_LOOP_INTERVAL_S": "0.5",
         "LOG_LEVEL": "INFO",
     }
     ports = {name: free_port() for name in SERVICES}

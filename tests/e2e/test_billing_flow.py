@@ -1,0 +1,101 @@
+"""Billing through the gateway: a plan change reaches the gateway's tenant (limits), Stripe webhooks
+signed with the endpoint secret suspend and restore a tenant, a replay does nothing, and forged
+ones are refused."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+import stripe
+
+from tests.e2e.conftest import E2E_WEBHOOK_SECRET, System
+from tests.e2e.helpers import client, eventually, new_tenant_with_admin
+
+pytestmark = pytest.mark.e2e
+
+
+def stripe_event(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": f"evt_{uuid.uuid4().hex[:16]}",
+        "object": "event",
+        "api_version": stripe.api_version,
+        "created": int(time.time()),
+        "type": kind,
+        "livemode": False,
+        "data": {"object": obj},
+    }
+
+
+def post_webhook(system: System, event: dict[str, Any], secret: str = E2E_WEBHOOK_SECRET) -> httpx.Response:
+    payload = json.dumps(event)
+    header = stripe.WebhookSignature.generate_signature_header(payload, secret)  # type: ignore[attr-defined]
+    return httpx.post(
+        f"{system.url}/webhooks/stripe",
+        content=payload.encode(),
+        headers={"Stripe-Signature": header, "Content-Type": "application/json"},
+    )
+
+
+def test_plan_change_and_payment_webhooks_reach_the_tenant(system: System) -> None:
+    admin = client(system.url, system.token(system.admin_email, system.admin_password))
+    tenant_id, _, owner_token = new_tenant_with_admin(system.url, admin, plan="free")
+    owner = client(system.url, owner_token)
+    # billing learns the tenant from tenancy.TenantCreated
+    plan = eventually(
+        lambda: (r := owner.get(f"/v1/tenants/{tenant_id}/billing/plan")).status_code == 200 and r
+    )
+    assert plan.json()["plan"] == "free"
+
+    upgraded = owner.put(f"/v1/tenants/{tenant_id}/billing/plan", json={"plan": "pro"})
+    assert upgraded.status_code == 200, upgraded.text
+    customer = upgraded.json()["stripe"]["customer_id"]
+    assert customer and customer.startswith("cus_")
+    # billing.PlanChanged → the gateway's tenant has the pro plan and limits
+    tenant = eventually(
+        lambda: (t := owner.get(f"/v1/tenants/{tenant_id}").json())["plan"] == "pro" and t, timeout_s=30
+    )
+    assert tenant["limits"]["max_projects"] == 50 and tenant["limits"]["max_requests_per_month"] == 50000
+
+    forged = post_webhook(
+        system, stripe_event("invoice.payment_failed", {"id": "in_1", "customer": customer}), "whsec_wrong"
+    )
+    assert forged.status_code == 400 and forged.json()["error"]["code"] == "invalid_signature"
+
+    failed = stripe_event(
+        "invoice.payment_failed",
+        {"id": "in_e2e1", "object": "invoice", "customer": customer, "status": "open"},
+    )
+    reply = post_webhook(system, failed)
+    assert reply.status_code == 200, reply.text and reply.json()["status"] == "processed"
+    eventually(lambda: owner.get(f"/v1/tenants/{tenant_id}/projects").status_code == 403, timeout_s=30)
+    refused = owner.get(f"/v1/tenants/{tenant_id}/projects")
+    assert refused.json()["error"]["code"] == "tenant_suspended"
+    assert admin.get(f"/v1/admin/tenants/{tenant_id}").json()["status"] == "suspended"
+
+    replay = post_webhook(system, failed)  # the same event again, freshly signed
+    assert replay.status_code == 200 and replay.json()["status"] == "duplicate"
+
+    paid = stripe_event(
+        "invoice.paid", {"id": "in_e2e1", "object": "invoice", "customer": customer, "status": "paid"}
+    )
+    assert post_webhook(system, paid).status_code == 200
+    eventually(lambda: owner.get(f"/v1/tenants/{tenant_id}/projects").status_code == 200, timeout_s=30)
+    assert admin.get(f"/v1/admin/tenants/{tenant_id}").json()["status"] == "active"
+
+
+def test_billing_routes_follow_the_permission_matrix(system: System) -> None:
+    admin = client(system.url, system.token(system.admin_email, system.admin_password))
+    tenant_id, _, owner_token = new_tenant_with_admin(system.url, admin, plan="free")
+    owner = client(system.url, owner_token)
+    eventually(lambda: owner.get(f"/v1/tenants/{tenant_id}/billing/plan").status_code == 200)
+    # a tenant admin may not reconcile the platform
+    assert owner.get("/v1/admin/billing/reconcile", params={"month": "2026-11"}).status_code == 403
+    assert admin.get("/v1/admin/billing/reconcile", params={"month": "2026-11"}).status_code == 200
+    assert owner.get(f"/v1/tenants/{tenant_id}/billing/invoices").status_code == 200
+    preview = owner.get(f"/v1/tenants/{tenant_id}/billing/invoices/preview")
+    assert preview.status_code == 200, preview.text
