@@ -42,7 +42,7 @@ lint: ## ruff, and import-linter's architecture contracts (pyproject.toml)
 	@$(UV) run --frozen lint-imports
 
 rebuild-projections: ## replay each service's event store into fresh read models
-	@for pkg in gateway agent_registry; do $(UV) run --frozen python -m $$pkg rebuild-projections; done
+	@for pkg in gateway agent_registry billing; do $(UV) run --frozen python -m $$pkg rebuild-projections; done
 
 bench: install ## benchmarks (starts the infrastructure if needed); results in bench/results/*.json
 	@started=0; if ! bash scripts/infra/status.sh >/dev/null 2>&1; then AILAB_PG_FAST=1 bash scripts/infra/up.sh || exit 1; started=1; fi; \

@@ -107,12 +107,14 @@ TOPIC_PREFIX: {{ .Values.topicPrefix | default "" | quote }}
 {{- define "ailab.serviceConfigEnv" -}}
 {{- $root := .root -}}
 PORT: {{ toString .svc.port | quote }}
-{{- if eq .name "gateway" }}
+{{- /* every service can call the others' internal APIs (e.g. billing -> usage-meter) */}}
+{{- $self := .name }}
 {{- range $other, $o := $root.Values.services }}
-{{- if and (ne $other "gateway") $o.enabled }}
+{{- if and (ne $other $self) $o.enabled }}
 {{ printf "%s_URL" ($other | replace "-" "_" | upper) }}: {{ printf "http://%s:%v" (include "ailab.componentFullname" (dict "root" $root "name" $other)) $o.port | quote }}
 {{- end }}
 {{- end }}
+{{- if eq .name "gateway" }}
 JWT_PRIVATE_KEY_PATH: "/var/lib/ailab/jwt/private.pem"
 {{- with $root.Values.gateway.jwt.issuer }}
 JWT_ISSUER: {{ . | quote }}
