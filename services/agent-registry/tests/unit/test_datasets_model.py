@@ -191,9 +191,8 @@ def test_the_fold_follows_uploads_and_every_event_moves_the_version() -> None:
     state = model.fold(None, "acme", [(_env(created, stream, 1), created)])
     assert state is not None and state.version == 1 and not state.has_file
     uploaded, usage = model.decide_file_uploaded(state, _upload(), _stored(42), AT)
-    state = model.fold(
-        state, "acme", [(_env(uploaded, stream, 2), uploaded), (_env(usage, stream, 3), usage)]
-    )
+    uploaded_envelope = _env(uploaded, stream, 2)  # one envelope: its occurred_at is compared below
+    state = model.fold(state, "acme", [(uploaded_envelope, uploaded), (_env(usage, stream, 3), usage)])
     assert state is not None
     assert (state.version, state.upload_id, state.size_bytes, state.row_count, state.format) == (
         3,
@@ -211,7 +210,7 @@ def test_the_fold_follows_uploads_and_every_event_moves_the_version() -> None:
         "row_count": 1,
         **(state.schema or {}),
     }
-    assert state.uploaded_at == EventMeta.of(_env(uploaded, stream, 2)).occurred_at
+    assert state.uploaded_at == EventMeta.of(uploaded_envelope).occurred_at
 
 
 def _env(event: object, stream: str, version: int) -> object:
