@@ -1,4 +1,4 @@
-"""Plan configuration: the specification's prices and rates, the gateway's limits, downgrade checks."""
+"""Plan configuration: the specification's prices, rates and limits, downgrade checks."""
 
 from __future__ import annotations
 
@@ -34,10 +34,12 @@ def test_prices_and_rates_are_the_specifications() -> None:
     assert PLANS["free"].metered_rates == ()
 
 
-def test_limits_match_the_gateway() -> None:
-    gateway_plans = pytest.importorskip("gateway.domain.plans")
-    for name, config in PLANS.items():
-        assert config.limits == gateway_plans.PLAN_LIMITS[name], name
+def test_limits_are_the_specifications() -> None:
+    limits = {
+        name: (p.limits.max_requests_per_month, p.limits.max_tokens_per_month) for name, p in PLANS.items()
+    }
+    assert limits == {"free": (1000, 100000), "pro": (50000, 2000000), "enterprise": (-1, -1)}
+    assert [PLANS[n].limits.max_storage_gb for n in ("free", "pro", "enterprise")] == [1, 10, 100]
 
 
 def test_downgrade_violations_name_each_limit() -> None:

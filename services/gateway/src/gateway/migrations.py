@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pymongo.errors import DuplicateKeyError
 
 from ailab_contracts.events.tenancy import TenantLimits
+from ailab_contracts.plans import PLAN_LIMITS
 from ailab_runtime.errors import ApiError
 from ailab_runtime.service import Runtime
 
@@ -21,14 +22,7 @@ SYSTEM_LIMITS = TenantLimits(
     max_storage_gb=1000,
     enabled_features=["all"],
 )
-DEMO_LIMITS = TenantLimits(
-    max_users=10,
-    max_projects=50,
-    max_requests_per_month=50000,
-    max_tokens_per_month=2000000,
-    max_storage_gb=10,
-    enabled_features=["agents", "experiments", "monitoring", "linting"],
-)
+DEMO_LIMITS = PLAN_LIMITS["pro"]
 
 
 async def initial_tenant_setup(runtime: Runtime) -> None:

@@ -1,7 +1,7 @@
 """The billing plans as versioned configuration (specification: BillingPlans).
 
-Limits match the gateway's `PLAN_LIMITS` (max_users, max_projects, enabled_features included);
-a unit test checks it. Changing a price or a rate means a new `version`: invoices and
+Limits are the shared `ailab_contracts.plans.PLAN_LIMITS` (the gateway gives new tenants the same).
+Changing a price or a rate means a new `version`: invoices and
 `billing.PlanChanged` name the version they used, so an old invoice can always be re-derived.
 
 Metered rates are per *billing unit*: the usage-meter measures storage and egress in MB, the plans
@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Literal
 
 from ailab_contracts.events.tenancy import TenantLimits
+from ailab_contracts.plans import PLAN_LIMITS
 
 PlanName = Literal["free", "pro", "enterprise"]
 PLAN_ORDER: tuple[PlanName, ...] = ("free", "pro", "enterprise")
@@ -68,41 +69,20 @@ PLANS: dict[str, PlanConfig] = {
         name="free",
         version=PLAN_CONFIG_VERSION,
         base_price_usd=Decimal(0),
-        limits=TenantLimits(
-            max_users=3,
-            max_projects=3,
-            max_requests_per_month=1000,
-            max_tokens_per_month=100000,
-            max_storage_gb=1,
-            enabled_features=["agents"],
-        ),
+        limits=PLAN_LIMITS["free"],
     ),
     "pro": PlanConfig(
         name="pro",
         version=PLAN_CONFIG_VERSION,
         base_price_usd=Decimal(29),
-        limits=TenantLimits(
-            max_users=10,
-            max_projects=50,
-            max_requests_per_month=50000,
-            max_tokens_per_month=2000000,
-            max_storage_gb=10,
-            enabled_features=["agents", "experiments", "monitoring", "linting"],
-        ),
+        limits=PLAN_LIMITS["pro"],
         metered_rates=_rates("0.000001", "0.000002", "0.10", "0.05"),
     ),
     "enterprise": PlanConfig(
         name="enterprise",
         version=PLAN_CONFIG_VERSION,
         base_price_usd=Decimal(299),
-        limits=TenantLimits(
-            max_users=-1,
-            max_projects=-1,
-            max_requests_per_month=-1,
-            max_tokens_per_month=-1,
-            max_storage_gb=100,
-            enabled_features=["all"],
-        ),
+        limits=PLAN_LIMITS["enterprise"],
         metered_rates=_rates("0.0000005", "0.000001", "0.05", "0.02"),
     ),
 }

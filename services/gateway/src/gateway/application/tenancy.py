@@ -12,13 +12,13 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from ailab_contracts.events import tenancy as ev
+from ailab_contracts.plans import PLAN_LIMITS
 from ailab_runtime.errors import ApiError, not_found
 from ailab_runtime.ids import new_id
 from ailab_runtime.service import Runtime
 
 from ..adapters.passwords import hash_password, verify_password
 from ..config import Settings
-from ..domain.plans import PLAN_LIMITS
 from ..domain.roles import Role
 from .tokens import Principal, TokenService, hash_api_key, new_api_key
 

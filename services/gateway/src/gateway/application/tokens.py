@@ -11,9 +11,10 @@ from typing import Any
 
 import jwt
 
+from ailab_contracts.plans import PLAN_LIMITS
+
 from ..adapters.signing_keys import SigningKey
 from ..config import Settings
-from ..domain.plans import PLAN_LIMITS
 from ..domain.roles import Role, permissions_for
 
 API_KEY_PREFIX = "ailab_k_"

@@ -1,8 +1,11 @@
-"""Plan limits (specification: BillingPlans and InitialTenantSetup); -1 means unlimited."""
+"""The plans' limits, shared by every service (specification: BillingPlans and
+InitialTenantSetup); -1 means unlimited. The gateway gives a new tenant its plan's limits; billing
+prices the plans (its versioned plan configuration) and announces plan changes with these limits in
+`billing.PlanChanged`."""
 
 from __future__ import annotations
 
-from ailab_contracts.events.tenancy import TenantLimits
+from .events.tenancy import TenantLimits
 
 PLAN_LIMITS: dict[str, TenantLimits] = {
     "free": TenantLimits(
