@@ -84,7 +84,7 @@ def _wire(runtime: Runtime) -> None:
     secrets = TenantEnvSecretResolver()
     providers = build_providers(settings, secrets)
     tools = ToolRunner(secrets)
-    views = RegistryViews(db)
+    views = RegistryViews(db, wait_s=settings.registry_view_wait_s)
     run_views = MongoRunViews(db)
     logs, spans = MongoRunLogs(db), MongoRunSpans(db)
     recorder = RuntimeEventRecorder(runtime)
