@@ -90,7 +90,8 @@ async def test_an_experiment_target_published_late_runs_and_an_unknown_one_fails
         return time.monotonic() - started, result
 
     late = asyncio.create_task(run_target(agent_id))
-    unknown = asyncio.create_task(run_target(new_agent_id()))
+    missing_agent = new_agent_id()
+    unknown = asyncio.create_task(run_target(missing_agent))
     await asyncio.sleep(0.5)
     assert not late.done()
     await publish_agent(executor, tenant, agent_id)
@@ -100,6 +101,10 @@ async def test_an_experiment_target_published_late_runs_and_an_unknown_one_fails
     waited, missing = await unknown
     assert missing.error is not None and missing.error.code == "target_not_found", missing  # type: ignore[attr-defined]
     assert WAIT_S <= waited < WAIT_S + 3, waited
+    # the experiment's next example of the same unknown target does not wait again
+    again, missing = await run_target(missing_agent)
+    assert missing.error is not None and missing.error.code == "target_not_found", missing  # type: ignore[attr-defined]
+    assert again < 1.0, again
 
 
 async def test_an_unknown_agent_still_fails_with_the_same_code_after_the_wait(executor: Executor) -> None:

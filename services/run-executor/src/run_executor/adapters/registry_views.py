@@ -18,6 +18,8 @@ A run started right after an agent version (prompt, tool) was published can reac
 before the event does, so a lookup that finds nothing waits up to `wait_s` (`REGISTRY_VIEW_WAIT_S`)
 for the view to catch up before answering None: woken whenever this process's consumer applies an
 event, and polling with a short backoff for events applied by another instance of the service.
+A lookup that waited in vain is remembered for a minute: asking again (an experiment's next example,
+a client retrying) answers at once from the view instead of waiting each time.
 """
 
 from __future__ import annotations
@@ -127,11 +129,14 @@ class RegistryViews:
 
     POLL_FIRST_S = 0.05
     POLL_MAX_S = 0.5
+    MISSING_MEMORY_S = 60.0
+    MISSING_MEMORY_MAX = 10_000
 
     def __init__(self, db: Db, wait_s: float = 0.0) -> None:
         self._db = db
         self._wait_s = wait_s
         self._changes = ViewChanges()
+        self._missing: dict[tuple[Any, ...], float] = {}  # lookup -> until when it answers without waiting
         self._agents = db[AGENTS]
         self._versions = db[AGENT_VERSIONS]
         self._prompts = db[PROMPTS]
@@ -294,17 +299,28 @@ class RegistryViews:
 
     # --- lookups -----------------------------------------------------------------------------------
 
-    async def _awaiting(self, probe: Callable[[], Awaitable[T | None]], wait: bool = True) -> T | None:
+    async def _awaiting(
+        self, key: tuple[Any, ...], probe: Callable[[], Awaitable[T | None]], wait: bool = True
+    ) -> T | None:
         """`probe()` until it finds something or `wait_s` passed (then None)."""
         loop = asyncio.get_running_loop()
+        if wait and self._missing.get(key, 0.0) > loop.time():
+            wait = False  # it was waited for in vain a moment ago
         deadline = loop.time() + (self._wait_s if wait else 0.0)
         pause = self.POLL_FIRST_S
         while True:
             changed = self._changes.current()
             found = await probe()
             remaining = deadline - loop.time()
-            if found is not None or remaining <= 0:
+            if found is not None:
+                self._missing.pop(key, None)
                 return found
+            if remaining <= 0:
+                if wait and self._wait_s > 0:
+                    if len(self._missing) >= self.MISSING_MEMORY_MAX:
+                        self._missing.clear()
+                    self._missing[key] = loop.time() + self.MISSING_MEMORY_S
+                return None
             try:
                 await asyncio.wait_for(changed.wait(), min(pause, remaining))
             except TimeoutError:
@@ -324,7 +340,7 @@ class RegistryViews:
                 return None
             return doc
 
-        doc = await self._awaiting(probe)
+        doc = await self._awaiting(("agent", tenant_id, agent_id), probe)
         if doc is None:  # after the wait: the agent as it is, if at all
             doc = await self._agents.find_one({"_id": agent_id, "tenant_id": tenant_id})
         if doc is None:
@@ -344,7 +360,7 @@ class RegistryViews:
             )
             return doc if doc is not None and "flow_graph" in doc else None
 
-        doc = await self._awaiting(probe)
+        doc = await self._awaiting(("version", tenant_id, agent_id, version), probe)
         if doc is None:
             return None
         return AgentVersionRef(
@@ -358,7 +374,9 @@ class RegistryViews:
     async def prompt_version(
         self, tenant_id: str, prompt_id: str, ref: int | str | None
     ) -> PromptVersion | None:
-        return await self._awaiting(lambda: self._prompt_version(tenant_id, prompt_id, ref))
+        return await self._awaiting(
+            ("prompt", tenant_id, prompt_id, ref), lambda: self._prompt_version(tenant_id, prompt_id, ref)
+        )
 
     async def _prompt_version(
         self, tenant_id: str, prompt_id: str, ref: int | str | None
@@ -391,7 +409,9 @@ class RegistryViews:
 
     async def tool(self, tenant_id: str, name: str) -> ToolSpec | None:
         """A built-in name falls back to the built-in at once when no tenant tool has it (no wait)."""
-        return await self._awaiting(lambda: self._tool(tenant_id, name), wait=name not in BUILTIN_NAMES)
+        return await self._awaiting(
+            ("tool", tenant_id, name), lambda: self._tool(tenant_id, name), wait=name not in BUILTIN_NAMES
+        )
 
     async def _tool(self, tenant_id: str, name: str) -> ToolSpec | None:
         doc = await self._tools.find_one(
