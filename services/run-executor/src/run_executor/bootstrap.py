@@ -4,8 +4,10 @@ executor (started and stopped with the HTTP app)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
@@ -19,6 +21,7 @@ from .adapters.mongo_runs import (
     MongoExecutorLeases,
     MongoMeteredTotals,
     MongoRunLogs,
+    MongoRunRetention,
     MongoRunSpans,
     MongoRunViews,
 )
@@ -28,6 +31,7 @@ from .adapters.secrets import TenantEnvSecretResolver
 from .application.executor import ExecutorPorts, ExecutorSettings, RunExecutor
 from .application.handlers import RunLimits, RunPorts
 from .application.progress import ProgressHub
+from .application.retention import RetentionSettings, RunRetention
 from .application.scheduler import TenantScheduler
 from .config import Settings
 from .engine.engine import EngineDeps
@@ -77,6 +81,17 @@ def build_providers(settings: Settings, secrets: TenantEnvSecretResolver) -> Pro
     )
 
 
+def build_retention(settings: Settings, db: AsyncDatabase[dict[str, Any]]) -> RunRetention:
+    return RunRetention(
+        MongoRunRetention(db, batch=settings.run_retention_batch),
+        RetentionSettings(
+            log_retention=timedelta(days=settings.run_log_retention_days),
+            claim_retention=timedelta(days=settings.run_claim_retention_days),
+            interval_s=settings.run_retention_interval_s,
+        ),
+    )
+
+
 def _wire(runtime: Runtime) -> None:
     settings = runtime.settings
     assert isinstance(settings, Settings), "the run executor needs its own Settings"
@@ -84,7 +99,7 @@ def _wire(runtime: Runtime) -> None:
     secrets = TenantEnvSecretResolver()
     providers = build_providers(settings, secrets)
     tools = ToolRunner(secrets)
-    views = RegistryViews(db)
+    views = RegistryViews(db, wait_s=settings.registry_view_wait_s)
     run_views = MongoRunViews(db)
     logs, spans = MongoRunLogs(db), MongoRunSpans(db)
     recorder = RuntimeEventRecorder(runtime)
@@ -110,6 +125,7 @@ def _wire(runtime: Runtime) -> None:
         ),
     )
     runtime.extras["registry_views"] = views
+    runtime.extras["retention"] = build_retention(settings, db)
     runtime.extras["providers"] = providers
     runtime.extras["runs"] = RunPorts(
         views=run_views,
@@ -146,18 +162,25 @@ def _wire(runtime: Runtime) -> None:
 
 def _setup(app: FastAPI) -> None:
     """Error mapping, and the executor's start/stop around the app's lifespan: it starts after the
-    runtime (database ready) and stops before it (runs in flight record their end first)."""
+    runtime (database ready) and stops before it (runs in flight record their end first); the
+    retention job runs beside it."""
     install_runs_error_handler(app)
     inner = app.router.lifespan_context
 
     @contextlib.asynccontextmanager
     async def lifespan(application: FastAPI) -> AsyncIterator[Any]:
         async with inner(application) as state:
-            ports: RunPorts = application.state.runtime.extras["runs"]
+            extras = application.state.runtime.extras
+            ports: RunPorts = extras["runs"]
+            retention: RunRetention = extras["retention"]
             await ports.executor.start()
+            cleanup = asyncio.create_task(retention.run_forever(), name="run data retention")
             try:
                 yield state
             finally:
+                cleanup.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await cleanup
                 await ports.executor.stop()
 
     app.router.lifespan_context = lifespan

@@ -44,6 +44,24 @@ class Settings(ServiceSettings):
     run_max_tool_rounds: int = Field(default=5, ge=0)
     run_max_inputs_bytes: int = Field(default=256 * 1024, ge=1024)
 
+    # --- registry views (fed from Kafka): how long a lookup waits for an event still in flight
+    registry_view_wait_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="A run or experiment naming an agent version, prompt or tool the executor's views do "
+        "not have yet waits this long for it before failing as unknown.",
+    )
+
+    # --- retention of run data (a periodic job; runs and their events are kept)
+    run_log_retention_days: float = Field(
+        default=30.0, gt=0, description="Logs and spans of runs finished longer ago are deleted."
+    )
+    run_claim_retention_days: float = Field(
+        default=1.0, gt=0, description="Executor claims of runs finished longer ago are deleted."
+    )
+    run_retention_interval_s: float = Field(default=3600.0, gt=0, description="Between two cleanup passes.")
+    run_retention_batch: int = Field(default=1000, ge=1, le=10_000, description="Documents per delete.")
+
     # --- concurrency per plan (maxConcurrentRuns); a tenant's queue holds queue_factor x its limit
     max_concurrent_runs_free: int = Field(default=2, ge=1)
     max_concurrent_runs_pro: int = Field(default=10, ge=1)

@@ -211,6 +211,8 @@ async def wait_for_mongo(uri: str, timeout_s: float = 60.0) -> None:
 
 
 def settings_for(infra: Infra, **overrides: Any) -> Settings:
+    # lookups of unknown agents/prompts/tools wait this long for the views; short unless a test says so
+    overrides.setdefault("registry_view_wait_s", 1.0)
     return Settings(
         mongodb_uri=infra.mongodb_uri,
         kafka_bootstrap_servers=infra.kafka_bootstrap_servers,
@@ -231,9 +233,13 @@ def fake_openai() -> Iterator[FakeServer]:
 
 
 @pytest.fixture(scope="module")
-async def executor(infra: Infra, fake_openai: FakeServer) -> AsyncIterator[Executor]:
+async def executor(
+    infra: Infra, fake_openai: FakeServer, request: pytest.FixtureRequest
+) -> AsyncIterator[Executor]:
+    """The module may set `EXECUTOR_SETTINGS` (a dict of Settings overrides)."""
     await wait_for_mongo(infra.mongodb_uri)
-    settings = settings_for(infra, openai_base_url=fake_openai.base_url)
+    overrides = dict(getattr(request.module, "EXECUTOR_SETTINGS", {}))
+    settings = settings_for(infra, openai_base_url=fake_openai.base_url, **overrides)
     app = create_app(SPEC, settings)
     headers = {"X-Internal-Token": settings.internal_token, **HEADERS}
     async with app.router.lifespan_context(app):

@@ -7,13 +7,15 @@
   the same way.
 - `run_claims`: insert-only, which executor instance accepted each run.
 - `executor_instances`: one document per executor process, written only by that process (heartbeat).
+- `run_retention`: per purge kind, the finish time before which every run's data was purged.
 """
 
 from __future__ import annotations
 
 import re
+from collections import defaultdict
 from dataclasses import fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -35,6 +37,7 @@ RUN_LOGS = "run_logs"
 RUN_SPANS = "run_spans"
 RUN_CLAIMS = "run_claims"
 EXECUTOR_INSTANCES = "executor_instances"
+RUN_RETENTION = "run_retention"
 
 
 async def ensure_indexes(db: Db) -> None:
@@ -47,6 +50,7 @@ async def ensure_indexes(db: Db) -> None:
         [("tenant_id", ASCENDING), ("status", ASCENDING), ("_id", ASCENDING)], name="status"
     )
     await runs.create_index([("status", ASCENDING)], name="active")
+    await runs.create_index([("finished_at", ASCENDING), ("_id", ASCENDING)], name="finished")
     await db[RUN_LOGS].create_index(
         [("tenant_id", ASCENDING), ("run_id", ASCENDING), ("_id", ASCENDING)], name="run"
     )
@@ -249,3 +253,73 @@ class MongoMeteredTotals:
             unpriced_calls=unpriced,
             provider_calls=calls,
         )
+
+
+class MongoRunRetention:
+    """Deletes logs, spans and claims of runs finished before a time, at most `batch` documents per
+    delete. `run_retention` keeps, per kind, the finish time before which all runs were purged, so a
+    pass reads only the runs that aged out since the previous one (minus `overlap`, for a run whose
+    end was projected late)."""
+
+    def __init__(self, db: Db, batch: int = 1000, overlap: timedelta = timedelta(hours=1)) -> None:
+        self._db = db
+        self._runs = db[RUNS]
+        self._marks = db[RUN_RETENTION]
+        self._batch = batch
+        self._overlap = overlap
+
+    async def purge_logs_and_spans(self, finished_before: datetime) -> tuple[int, int]:
+        counts = await self._purge("logs_spans", finished_before, (RUN_LOGS, RUN_SPANS))
+        return counts[RUN_LOGS], counts[RUN_SPANS]
+
+    async def purge_claims(self, finished_before: datetime) -> int:
+        return (await self._purge("claims", finished_before, (RUN_CLAIMS,)))[RUN_CLAIMS]
+
+    async def _purge(self, kind: str, before: datetime, collections: tuple[str, ...]) -> dict[str, int]:
+        mark = await self._marks.find_one({"_id": kind})
+        previous = _utc(mark.get("purged_before")) if mark else None
+        finished: dict[str, Any] = {"$lt": before}
+        if isinstance(previous, datetime):
+            finished["$gte"] = previous - self._overlap
+        counts = dict.fromkeys(collections, 0)
+        last: str | None = None
+        while True:
+            query: dict[str, Any] = {"finished_at": finished}
+            if last is not None:
+                query["_id"] = {"$gt": last}
+            page = [
+                d
+                async for d in self._runs.find(query, {"tenant_id": 1})
+                .sort("_id", ASCENDING)
+                .limit(min(self._batch, 500))
+            ]
+            if not page:
+                break
+            last = str(page[-1]["_id"])
+            for name in collections:
+                counts[name] += await self._delete_of_runs(name, page)
+        if not isinstance(previous, datetime) or previous < before:
+            # several instances may write this at once; a lost update only makes a pass rescan a little
+            await self._marks.update_one({"_id": kind}, {"$set": {"purged_before": before}}, upsert=True)
+        return counts
+
+    async def _delete_of_runs(self, name: str, runs: list[dict[str, Any]]) -> int:
+        col = self._db[name]
+        if name == RUN_CLAIMS:  # `_id` = run id; a page holds at most `batch` runs
+            result = await col.delete_many({"_id": {"$in": [r["_id"] for r in runs]}})
+            return int(result.deleted_count)
+        by_tenant: dict[str, list[str]] = defaultdict(list)
+        for run in runs:
+            by_tenant[run["tenant_id"]].append(run["_id"])
+        deleted = 0
+        for tenant_id, run_ids in by_tenant.items():
+            query = {"tenant_id": tenant_id, "run_id": {"$in": run_ids}}
+            while True:
+                ids = [d["_id"] async for d in col.find(query, {"_id": 1}).limit(self._batch)]
+                if not ids:
+                    break
+                result = await col.delete_many({"tenant_id": tenant_id, "_id": {"$in": ids}})
+                deleted += int(result.deleted_count)
+                if len(ids) < self._batch:
+                    break
+        return deleted

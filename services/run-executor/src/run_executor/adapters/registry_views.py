@@ -13,13 +13,22 @@ Every document keeps `_version`, the position in its source stream it reflects, 
 applies only past it (`apply_versioned`), so redeliveries and replays are no-ops. The consumer is
 the single writer (one consumer per partition; key = tenant id keeps a tenant's events in order).
 An event naming a document of another tenant is dropped.
+
+A run started right after an agent version (prompt, tool) was published can reach the executor
+before the event does, so a lookup that finds nothing waits up to `wait_s` (`REGISTRY_VIEW_WAIT_S`)
+for the view to catch up before answering None: woken whenever this process's consumer applies an
+event, and polling with a short backoff for events applied by another instance of the service.
+A lookup that waited in vain is remembered for a minute: asking again (an experiment's next example,
+a client retrying) answers at once from the view instead of waiting each time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from pymongo import ASCENDING, DESCENDING
@@ -47,7 +56,9 @@ from ailab_runtime.views import apply_versioned
 
 from ..application.ports import AgentRef, AgentVersionRef
 from ..engine.engine import PromptVersion
-from ..engine.tools import ToolSpec
+from ..engine.tools import BUILTIN_NAMES, ToolSpec
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -98,11 +109,34 @@ async def ensure_indexes(db: Db) -> None:
     )
 
 
+class ViewChanges:
+    """Wakes the lookups waiting for a view to catch up each time an event was applied."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def current(self) -> asyncio.Event:
+        """Taken before a lookup reads, so a change applied meanwhile still wakes the waiter."""
+        return self._event
+
+    def notify(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+
 class RegistryViews:
     """Consumer handler (registry and tenancy events) and the lookups the API and engine use."""
 
-    def __init__(self, db: Db) -> None:
+    POLL_FIRST_S = 0.05
+    POLL_MAX_S = 0.5
+    MISSING_MEMORY_S = 60.0
+    MISSING_MEMORY_MAX = 10_000
+
+    def __init__(self, db: Db, wait_s: float = 0.0) -> None:
         self._db = db
+        self._wait_s = wait_s
+        self._changes = ViewChanges()
+        self._missing: dict[tuple[Any, ...], float] = {}  # lookup -> until when it answers without waiting
         self._agents = db[AGENTS]
         self._versions = db[AGENT_VERSIONS]
         self._prompts = db[PROMPTS]
@@ -143,6 +177,12 @@ class RegistryViews:
         )
 
     async def apply(self, envelope: EventEnvelope, event: BaseModel) -> None:
+        try:
+            await self._apply(envelope, event)
+        finally:
+            self._changes.notify()
+
+    async def _apply(self, envelope: EventEnvelope, event: BaseModel) -> None:
         tenant = envelope.tenant_id
         if isinstance(event, TenantCreated | TenantUpdated):
             if event.tenant_id != tenant:
@@ -259,13 +299,50 @@ class RegistryViews:
 
     # --- lookups -----------------------------------------------------------------------------------
 
+    async def _awaiting(
+        self, key: tuple[Any, ...], probe: Callable[[], Awaitable[T | None]], wait: bool = True
+    ) -> T | None:
+        """`probe()` until it finds something or `wait_s` passed (then None)."""
+        loop = asyncio.get_running_loop()
+        if wait and self._missing.get(key, 0.0) > loop.time():
+            wait = False  # it was waited for in vain a moment ago
+        deadline = loop.time() + (self._wait_s if wait else 0.0)
+        pause = self.POLL_FIRST_S
+        while True:
+            changed = self._changes.current()
+            found = await probe()
+            remaining = deadline - loop.time()
+            if found is not None:
+                self._missing.pop(key, None)
+                return found
+            if remaining <= 0:
+                if wait and self._wait_s > 0:
+                    if len(self._missing) >= self.MISSING_MEMORY_MAX:
+                        self._missing.clear()
+                    self._missing[key] = loop.time() + self.MISSING_MEMORY_S
+                return None
+            try:
+                await asyncio.wait_for(changed.wait(), min(pause, remaining))
+            except TimeoutError:
+                pause = min(pause * 2, self.POLL_MAX_S)
+
     async def plan(self, tenant_id: str) -> str | None:
         doc = await self._plans.find_one({"_id": tenant_id}, {"plan": 1})
         plan = doc.get("plan") if doc else None
         return plan if isinstance(plan, str) else None
 
     async def agent(self, tenant_id: str, agent_id: str) -> AgentRef | None:
-        doc = await self._agents.find_one({"_id": agent_id, "tenant_id": tenant_id})
+        """Waits while the agent is unknown or has no published version yet (nothing to run)."""
+
+        async def probe() -> dict[str, Any] | None:
+            doc = await self._agents.find_one({"_id": agent_id, "tenant_id": tenant_id})
+            if doc is None or (doc.get("latest_version") is None and not doc.get("deleted")):
+                return None
+            return doc
+
+        doc = await self._awaiting(("agent", tenant_id, agent_id), probe)
+        if doc is None:  # after the wait: the agent as it is, if at all
+            doc = await self._agents.find_one({"_id": agent_id, "tenant_id": tenant_id})
         if doc is None:
             return None
         return AgentRef(
@@ -277,8 +354,14 @@ class RegistryViews:
         )
 
     async def version(self, tenant_id: str, agent_id: str, version: int) -> AgentVersionRef | None:
-        doc = await self._versions.find_one({"_id": version_key(agent_id, version), "tenant_id": tenant_id})
-        if doc is None or "flow_graph" not in doc:
+        async def probe() -> dict[str, Any] | None:
+            doc = await self._versions.find_one(
+                {"_id": version_key(agent_id, version), "tenant_id": tenant_id}
+            )
+            return doc if doc is not None and "flow_graph" in doc else None
+
+        doc = await self._awaiting(("version", tenant_id, agent_id, version), probe)
+        if doc is None:
             return None
         return AgentVersionRef(
             agent_id=agent_id,
@@ -289,6 +372,13 @@ class RegistryViews:
         )
 
     async def prompt_version(
+        self, tenant_id: str, prompt_id: str, ref: int | str | None
+    ) -> PromptVersion | None:
+        return await self._awaiting(
+            ("prompt", tenant_id, prompt_id, ref), lambda: self._prompt_version(tenant_id, prompt_id, ref)
+        )
+
+    async def _prompt_version(
         self, tenant_id: str, prompt_id: str, ref: int | str | None
     ) -> PromptVersion | None:
         prompt = await self._prompts.find_one({"_id": prompt_id, "tenant_id": tenant_id})
@@ -318,6 +408,12 @@ class RegistryViews:
         )
 
     async def tool(self, tenant_id: str, name: str) -> ToolSpec | None:
+        """A built-in name falls back to the built-in at once when no tenant tool has it (no wait)."""
+        return await self._awaiting(
+            ("tool", tenant_id, name), lambda: self._tool(tenant_id, name), wait=name not in BUILTIN_NAMES
+        )
+
+    async def _tool(self, tenant_id: str, name: str) -> ToolSpec | None:
         doc = await self._tools.find_one(
             {"tenant_id": tenant_id, "name": name, "deleted": False}, sort=[("_id", DESCENDING)]
         )
