@@ -99,3 +99,26 @@ def test_billing_routes_follow_the_permission_matrix(system: System) -> None:
     assert owner.get(f"/v1/tenants/{tenant_id}/billing/invoices").status_code == 200
     preview = owner.get(f"/v1/tenants/{tenant_id}/billing/invoices/preview")
     assert preview.status_code == 200, preview.text
+
+
+def test_a_platform_admins_plan_change_goes_through_billing(system: System) -> None:
+    admin = client(system.url, system.token(system.admin_email, system.admin_password))
+    tenant_id, _, owner_token = new_tenant_with_admin(system.url, admin, plan="pro")
+    owner = client(system.url, owner_token)
+    changed = admin.put(f"/v1/admin/tenants/{tenant_id}", json={"plan": "enterprise"})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["plan"] == "enterprise" and changed.json()["limits"]["max_projects"] == -1
+    billing_plan = owner.get(f"/v1/tenants/{tenant_id}/billing/plan").json()
+    assert billing_plan["plan"] == "enterprise"
+    # 4 projects do not fit the free plan (3): billing refuses the downgrade, nothing changes
+    for i in range(4):
+        assert owner.post(f"/v1/tenants/{tenant_id}/projects", json={"name": f"p{i}"}).status_code == 201
+    # billing counts projects from the registry's events
+    eventually(
+        lambda: owner.get(f"/v1/tenants/{tenant_id}/billing/plan").json()["usage"]["projects"] == 4,
+        timeout_s=30,
+    )
+    refused = admin.put(f"/v1/admin/tenants/{tenant_id}", json={"plan": "free"})
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"]["code"] == "plan_limits_exceeded"
+    assert admin.get(f"/v1/admin/tenants/{tenant_id}").json()["plan"] == "enterprise"

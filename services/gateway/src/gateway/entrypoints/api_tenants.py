@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -32,6 +34,9 @@ from .schemas import (
 )
 
 router = APIRouter(tags=["tenants"])
+
+# Billing learns a new tenant from its TenantCreated event, a moment after it was created.
+BILLING_KNOWS_TENANT_WITHIN_S = 10.0
 admin_router = APIRouter(tags=["admin"])
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -323,13 +328,36 @@ async def admin_get_tenant(
 async def admin_update_tenant(
     tenant_id: str,
     body: TenantAdminUpdate,
+    request: Request,
     response: Response,
     principal: AdminPrincipal,
     tenancy: Tenancy,
     if_match: IfMatch = None,
 ) -> TenantOut:
-    doc = await tenancy.update_tenant(
-        tenant_id, body.model_dump(exclude_none=True), principal.subject, parse_if_match(if_match)
-    )
+    changes = body.model_dump(exclude_none=True)
+    current = await tenancy.get_tenant(tenant_id)
+    if current is None:
+        raise not_found("tenant", tenant_id)
+    if body.plan is not None and body.plan != current["plan"]:
+        # Billing owns plans (Stripe subscription, downgrade checks, invoices): it decides first.
+        await change_plan_in_billing(request, principal, tenant_id, body.plan)
+    doc = await tenancy.update_tenant(tenant_id, changes, principal.subject, parse_if_match(if_match))
     _etag(response, doc)
     return await tenant_out(tenancy, doc)
+
+
+async def change_plan_in_billing(request: Request, principal: Principal, tenant_id: str, plan: str) -> None:
+    """`PUT .../billing/plan` on billing; its refusal (e.g. a downgrade over limits) is the answer."""
+    billing = request.app.state.upstreams["billing"]
+    deadline = time.monotonic() + BILLING_KNOWS_TENANT_WITHIN_S
+    while True:
+        reply = await billing.call("PUT", f"/v1/tenants/{tenant_id}/billing/plan", principal, {"plan": plan})
+        if reply.status_code != 404 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)  # billing has not consumed the tenant's creation yet
+    if reply.status_code >= 400:
+        try:
+            error = reply.json()["error"]
+        except (ValueError, KeyError, TypeError):
+            error = {"code": "billing_error", "message": f"billing answered {reply.status_code}"}
+        raise ApiError(reply.status_code, error["code"], error["message"], error.get("details"))
