@@ -97,19 +97,28 @@ class TenancyService:
     async def update_tenant(
         self, tenant_id: str, changes: dict[str, Any], actor: str, if_match: int | None
     ) -> dict[str, Any]:
-        tenant = await self.get_tenant(tenant_id)
-        if tenant is None:
-            raise not_found("tenant", tenant_id)
-        check_if_match(if_match, tenant["_version"])
         if changes.get("plan") and "limits" not in changes:
             changes["limits"] = PLAN_LIMITS[changes["plan"]]
         event = ev.TenantUpdated(tenant_id=tenant_id, updated_by=actor, **changes)
-        await self.rt.record(
-            stream_id=tenant_stream(tenant_id),
-            expected_version=tenant["_version"],
-            tenant_id=tenant_id,
-            events=[event],
-        )
+        # Without If-Match the caller does not pin a version: a concurrent update (e.g. billing's
+        # decision applied by the consumer) is not a conflict for it, so it is retried on top.
+        attempts = 1 if if_match is not None else 5
+        for attempt in range(1, attempts + 1):
+            tenant = await self.get_tenant(tenant_id)
+            if tenant is None:
+                raise not_found("tenant", tenant_id)
+            check_if_match(if_match, tenant["_version"])
+            try:
+                await self.rt.record(
+                    stream_id=tenant_stream(tenant_id),
+                    expected_version=tenant["_version"],
+                    tenant_id=tenant_id,
+                    events=[event],
+                )
+                break
+            except ApiError as exc:
+                if exc.status != 409 or attempt == attempts:
+                    raise
         updated = await self.get_tenant(tenant_id)
         assert updated is not None
         return updated
