@@ -334,8 +334,15 @@ def test_openapi_documents_forwarded_routes_with_schemas(system: System) -> None
         p["name"] == "agent_id"
         for p in doc["paths"]["/v1/tenants/{tenant_id}/agents/{agent_id}"]["get"]["parameters"]
     )
+    # every service's forwarded routes carry that service's schemas
+    assert "requestBody" in doc["paths"]["/v1/tenants/{tenant_id}/runs"]["post"]
+    assert "requestBody" in doc["paths"]["/v1/tenants/{tenant_id}/billing/plan"]["put"]
+    assert "requestBody" in doc["paths"]["/v1/tenants/{tenant_id}/usage/events"]["post"]
+    month = doc["paths"]["/v1/admin/billing/reconcile"]["get"]["parameters"]
+    assert any(p["name"] == "month" for p in month)
     for path in (
         "/v1/auth/token",
+        "/webhooks/stripe",
         "/v1/tenants/{tenant_id}/users/invite",
         "/v1/admin/tenants",
         "/v1/admin/system/health",
