@@ -47,7 +47,9 @@ def partition_of(tenant: str) -> int:
 
 
 @st.composite
-def scenarios(draw: st.DrawFn) -> tuple[list[UsageEntry], list[list[UsageEntry]], list[int], list[int | None]]:
+def scenarios(
+    draw: st.DrawFn,
+) -> tuple[list[UsageEntry], list[list[UsageEntry]], list[int], list[int | None]]:
     distinct = draw(st.lists(events(), min_size=1, max_size=40, unique_by=lambda e: e.event_id))
     # The log: events in a random order, some published several times (relay or client retries).
     copies = draw(st.lists(st.sampled_from(distinct), max_size=30))

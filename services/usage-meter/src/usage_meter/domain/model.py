@@ -235,7 +235,8 @@ def recompute(entries: Iterable[UsageEntry]) -> dict[str, Aggregate]:
 def comparable(agg: Aggregate) -> tuple[Any, ...]:
     """Everything an aggregate says about usage (not its positions or version)."""
     groups = {
-        dim: {k: (g.quantity, g.cost, g.events) for k, g in values.items()} for dim, values in agg.groups.items()
+        dim: {k: (g.quantity, g.cost, g.events) for k, g in values.items()}
+        for dim, values in agg.groups.items()
     }
     return (*agg.totals(), groups)
 
