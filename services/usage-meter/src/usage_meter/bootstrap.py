@@ -46,6 +46,7 @@ def _wire(runtime: Runtime) -> None:
         producer=lambda: runtime.producer,
         watermarks=runtime.db[mongo_store.WATERMARKS],
         max_records=settings.consumer_max_records,
+        session_timeout_ms=settings.consumer_session_timeout_ms,
         on_batch=quotas.mark,
     )
     runtime.extras["usage"] = UsageMeterServices(

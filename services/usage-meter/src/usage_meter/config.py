@@ -23,7 +23,9 @@ class Settings(ServiceSettings):
     )
     retention_days: int = Field(default=90, description="Ledger entries older than this are deleted.")
     consumer_max_records: int = Field(default=5000, description="Usage records per consumer batch.")
-    bulk_max_events: int = 1000
+    consumer_session_timeout_ms: int = Field(
+        default=10_000, description="Kafka group session timeout: how soon a dead consumer's partitions move."
+    )
     closer_interval_s: float = 30.0
     retention_interval_s: float = 3600.0
     quota_interval_s: float = 0.5

@@ -41,6 +41,10 @@ class IngestStats:
     skipped: int = 0
     aggregate_writes: int = 0
     lags_ms: deque[float] = field(default_factory=lambda: deque(maxlen=200_000))
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    def time(self, stage: str, seconds: float) -> None:
+        self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
 
     def snapshot(self) -> dict[str, Any]:
         lags = sorted(self.lags_ms)
@@ -56,6 +60,7 @@ class IngestStats:
             "dead_lettered": self.dead_lettered,
             "skipped": self.skipped,
             "aggregate_writes": self.aggregate_writes,
+            "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
             "lag_ms": {"p50": pct(0.5), "p99": pct(0.99), "max": lags[-1] if lags else None, "n": len(lags)},
         }
 
@@ -66,7 +71,7 @@ class Rejected(Exception):
         self.reason = reason
 
 
-def entry_from(registry: EventRegistry, raw: dict[str, Any]) -> UsageEntry:
+def entry_from(registry: EventRegistry, raw: dict[str, Any], text: str = "") -> UsageEntry:
     envelope, payload = registry.parse(raw)
     assert isinstance(payload, UsageRecorded)
     if envelope.tenant_id != payload.tenant_id:
@@ -85,7 +90,7 @@ def entry_from(registry: EventRegistry, raw: dict[str, Any]) -> UsageEntry:
         model=payload.model,
         project_id=payload.project_id,
         agent_id=payload.agent_id,
-        payload=raw["payload"],
+        raw=text,
     )
 
 
@@ -102,6 +107,7 @@ class UsageConsumer:
         producer: Callable[[], AIOKafkaProducer | None],
         watermarks: AsyncCollection[dict[str, Any]],
         max_records: int = 5000,
+        session_timeout_ms: int = 10_000,
         acceptance_grace: timedelta = timedelta(minutes=1),
         on_batch: Callable[[set[str]], Awaitable[None]] | None = None,
     ) -> None:
@@ -119,6 +125,7 @@ class UsageConsumer:
         self._producer = producer
         self._watermarks = watermarks
         self._max_records = max_records
+        self._session_timeout_ms = session_timeout_ms
         self._on_batch = on_batch
         self.stats = IngestStats()
         self._written_marks: dict[int, datetime] = {}
@@ -132,6 +139,8 @@ class UsageConsumer:
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=8 * 1024 * 1024,
             fetch_max_bytes=32 * 1024 * 1024,
+            session_timeout_ms=self._session_timeout_ms,
+            heartbeat_interval_ms=min(3000, self._session_timeout_ms // 3),
         )
         await consumer.start()
         try:
@@ -146,6 +155,7 @@ class UsageConsumer:
             await consumer.stop()
 
     async def _handle(self, batches: dict[Any, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        parse_started = time.perf_counter()
         deliveries: list[Delivery] = []
         dead: list[tuple[ConsumerRecord[bytes, bytes], str, str]] = []
         timestamps: list[int] = []
@@ -157,7 +167,7 @@ class UsageConsumer:
                     if raw.get("event_type") != USAGE_RECORDED:
                         self.stats.skipped += 1  # the meter's own closing and quota events
                         continue
-                    entry = entry_from(self._registry, raw)
+                    entry = entry_from(self._registry, raw, (record.value or b"").decode())
                     received = datetime.fromtimestamp(record.timestamp / 1000, UTC)
                     problem = self._rules.timing_problem(entry.timestamp, received)
                     if problem:
@@ -172,7 +182,10 @@ class UsageConsumer:
                     continue
                 deliveries.append(Delivery(record.partition, record.offset, entry))
                 timestamps.append(record.timestamp)
+        self.stats.time("parse", time.perf_counter() - parse_started)
         result = await self._ingestor.apply(deliveries)
+        for stage, seconds in result.seconds.items():
+            self.stats.time(stage, seconds)
         if dead:
             await self._dead_letter(dead)
         done_ms = time.time() * 1000

@@ -71,7 +71,7 @@ class UsageEntry:
     model: str | None = None
     project_id: str | None = None
     agent_id: str | None = None
-    payload: dict[str, Any] = field(default_factory=dict, compare=False)
+    raw: str = field(default="", compare=False)  # the event's wire envelope (JSON), kept for export
 
     @property
     def day(self) -> str:

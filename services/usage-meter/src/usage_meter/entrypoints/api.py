@@ -272,7 +272,8 @@ async def export_usage(
     views = _services(request).views
 
     def row(doc: dict[str, Any]) -> dict[str, Any]:
-        return {"event_id": doc["_id"], **doc["payload"]}
+        envelope = json.loads(doc["raw"])
+        return {"event_id": doc["_id"], **envelope["payload"]}
 
     async def jsonl() -> AsyncIterator[bytes]:
         async for doc in views.ledger(tenant_id, start, end):
