@@ -81,33 +81,35 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "CONSUMER_MAX_RECORDS": str(args.consumer_batch),
     }
     log = open(ROOT / "bench" / "results" / "usage_meter_service.log", "wb")  # noqa: SIM115, ASYNC230
-    proc = subprocess.Popen(  # noqa: ASYNC220 - the service under test, started once
-        [sys.executable, "-m", "usage_meter", "serve"], env=env, stdout=log, stderr=log, cwd=ROOT
-    )
+    procs = []
+    consumer_port = port
+    if args.split:
+        # Two processes, as two deployments would run: an API-only one and an aggregating one.
+        consumer_port = free_port()
+        api_env = {**env, "USAGE_CONSUMER_ENABLED": "false"}
+        procs.append(spawn(api_env, log))
+        env = {**env, "PORT": str(consumer_port)}
+    procs.append(spawn(env, log))
     headers = {"X-Internal-Token": TOKEN, "X-Principal-Id": "usr_bench", "X-Principal-Role": "platform_admin"}
     rng = random.Random(7)
     tenants = [f"ten_bench_{i}" for i in range(args.tenants)]
     sent: dict[str, Decimal] = {}
     request_ms: list[float] = []
     try:
-        async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60
-        ) as client:
-            deadline = time.monotonic() + 90
-            while True:
-                try:
-                    if (await client.get("/readyz")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline, "usage-meter never became ready"
-                await asyncio.sleep(0.3)
+        async with (
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60) as client,
+            httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{consumer_port}", headers=headers, timeout=60
+            ) as stats,
+        ):
+            for probe in (client, stats):
+                await wait_ready(probe)
             # Warm-up (topic metadata, consumer group join) outside the measurement.
             await client.post(
                 f"/v1/tenants/{tenants[0]}/usage/events",
                 json={"events": make_batch(tenants[0], 10, rng, sent)},
             )
-            await wait_applied(client, 10, 60)
+            await wait_applied(stats, 10, 60)
             batches = [
                 (tenants[i % len(tenants)], make_batch(tenants[i % len(tenants)], args.batch, rng, sent))
                 for i in range(args.events // args.batch)
@@ -132,8 +134,23 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             started = time.perf_counter()
             await asyncio.gather(*(client_loop() for _ in range(args.clients)))
             api_s = time.perf_counter() - started
-            stats = await wait_applied(client, total, 600)
+            applied = await wait_applied(stats, total, 600)
             e2e_s = time.perf_counter() - started
+            # Phase 2: lag at a steady rate the consumer sustains (phase 1 measures a backlog draining).
+            await stats.get("/v1/admin/usage/ingest-stats", params={"reset_lag": "true"})
+            paced = 0
+            size = max(1, args.lag_rate // 10)
+            tick = time.perf_counter()
+            while paced < args.lag_events:
+                tenant = tenants[paced // size % len(tenants)]
+                response = await client.post(
+                    f"/v1/tenants/{tenant}/usage/events", json={"events": make_batch(tenant, size, rng, sent)}
+                )
+                assert response.status_code == 202, response.text
+                paced += size
+                tick += 0.1
+                await asyncio.sleep(max(0.0, tick - time.perf_counter()))
+            steady = await wait_applied(stats, total + paced, 300)
             month = datetime.now(UTC).strftime("%Y-%m")
             mismatches = 0
             for tenant in tenants:
@@ -148,8 +165,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     got = Decimal(meters.get(meter, {}).get("quantity", "0"))
                     mismatches += expected != got
     finally:
-        proc.terminate()
-        proc.wait(30)
+        for proc in procs:
+            proc.terminate()
+            proc.wait(30)
         log.close()
         from pymongo import MongoClient
 
@@ -173,13 +191,36 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "request_p99_ms": round(request_ms[int(len(request_ms) * 0.99)], 1),
         },
         "to_aggregates": {"seconds": round(e2e_s, 2), "events_per_s": round(events / e2e_s)},
-        "lag_ms": stats["lag_ms"],
+        "lag_ms_draining_backlog": applied["lag_ms"],
+        "steady_rate": {
+            "events_per_s": args.lag_rate,
+            "events": paced,
+            "lag_ms": steady["lag_ms"],
+        },
         "consumer": {
-            k: stats[k] for k in ("batches", "applied", "duplicates", "aggregate_writes", "stage_seconds")
+            k: applied[k] for k in ("batches", "applied", "duplicates", "aggregate_writes", "stage_seconds")
         },
         "monthly_totals_mismatches": mismatches,
         "targets": {"events_per_s": 20000, "lag_p99_ms": 2000},
     }
+
+
+def spawn(env: dict[str, str], log: Any) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "usage_meter", "serve"], env=env, stdout=log, stderr=log, cwd=ROOT
+    )
+
+
+async def wait_ready(client: httpx.AsyncClient) -> None:
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            if (await client.get("/readyz")).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "usage-meter never became ready"
+        await asyncio.sleep(0.3)
 
 
 async def wait_applied(client: httpx.AsyncClient, total: int, timeout_s: float) -> dict[str, Any]:
@@ -201,6 +242,14 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4, help="concurrent HTTP clients")
     parser.add_argument("--tenants", type=int, default=20)
     parser.add_argument("--consumer-batch", type=int, default=5000, help="records per consumer batch")
+    parser.add_argument("--lag-rate", type=int, default=2000, help="events/s of the steady lag phase")
+    parser.add_argument("--lag-events", type=int, default=20000, help="events of the steady lag phase")
+    parser.add_argument(
+        "--single-process",
+        dest="split",
+        action="store_false",
+        help="run API and consumer in one process (default: an API-only and a consumer process)",
+    )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "usage_meter.json"))
     args = parser.parse_args()
     result = asyncio.run(run(args))

@@ -94,7 +94,6 @@ def _setup(app: FastAPI) -> None:
                 )
 
             tasks = [
-                asyncio.create_task(_run_consumer(runtime, stop), name="usage-consumer"),
                 asyncio.create_task(services.quotas.run(stop, settings.quota_interval_s), name="quotas"),
                 asyncio.create_task(
                     periodic(stop, settings.closer_interval_s, services.closer.close_due, "day closer"),
@@ -105,6 +104,8 @@ def _setup(app: FastAPI) -> None:
                     name="retention",
                 ),
             ]
+            if settings.usage_consumer_enabled:
+                tasks.append(asyncio.create_task(_run_consumer(runtime, stop), name="usage-consumer"))
             try:
                 yield state
             finally:

@@ -23,6 +23,11 @@ class Settings(ServiceSettings):
     )
     retention_days: int = Field(default=90, description="Ledger entries older than this are deleted.")
     consumer_max_records: int = Field(default=5000, description="Usage records per consumer batch.")
+    usage_consumer_enabled: bool = Field(
+        default=True,
+        description="Run the usage batch consumer (ledger + aggregates) in this process. Set false on "
+        "API-only replicas so bulk ingestion and aggregation scale (and use CPU) separately.",
+    )
     consumer_session_timeout_ms: int = Field(
         default=10_000, description="Kafka group session timeout: how soon a dead consumer's partitions move."
     )

@@ -124,24 +124,18 @@ async def test_bulk_answers_per_event_and_aggregates_are_exact(meter: Meter) -> 
             "model": "claude-3.5",
             "cost_usd_estimate": "0.000001",
         },
-        {"event_id": "bad-meter", "meter": "tokens_sideways", "quantity": "1"},
-        {"event_id": "bad-negative", "meter": "requests", "quantity": "-1"},
-        {
-            "event_id": "bad-future",
-            "meter": "requests",
-            "quantity": "1",
-            "timestamp": (now + timedelta(hours=2)).isoformat(),
-        },
-        {
-            "event_id": "bad-old",
-            "meter": "requests",
-            "quantity": "1",
-            "timestamp": (now - timedelta(days=5)).isoformat(),
-        },
-        {"event_id": "bad-tenant", "tenant_id": "someone-else", "meter": "requests", "quantity": "1"},
-        {"event_id": "bad-float", "meter": "requests", "quantity": 0.1},
-        {"event_id": "storage-free", "meter": "storage_mb", "quantity": "-2.5"},
     ]
+    # Rejections: what differs from a valid one-request event, and the reason expected.
+    bad: dict[str, dict[str, Any]] = {
+        "bad-meter": {"meter": "tokens_sideways"},
+        "bad-negative": {"quantity": "-1"},
+        "bad-future": {"timestamp": (now + timedelta(hours=2)).isoformat()},
+        "bad-old": {"timestamp": (now - timedelta(days=5)).isoformat()},
+        "bad-tenant": {"tenant_id": "someone-else"},
+        "bad-float": {"quantity": 0.1},
+    }
+    events += [{"event_id": k, "meter": "requests", "quantity": "1", **v} for k, v in bad.items()]
+    events.append({"event_id": "storage-free", "meter": "storage_mb", "quantity": "-2.5"})
     body = await meter.ingest(t, events)
     reasons = {r["event_id"]: (r["status"], r["reason"]) for r in body["results"]}
     assert reasons == {

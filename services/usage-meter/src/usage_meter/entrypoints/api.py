@@ -306,11 +306,18 @@ async def export_usage(
     summary="This process's usage consumer counters (duplicates, dead letters, lag percentiles)",
     responses={**ERRORS, 403: {"model": ErrorResponse, "description": "Not a platform admin"}},
 )
-async def ingest_stats(caller: Caller, request: Request) -> dict[str, Any]:
+async def ingest_stats(
+    caller: Caller,
+    request: Request,
+    reset_lag: Annotated[bool, Query(description="Clear the lag samples after reading them")] = False,
+) -> dict[str, Any]:
     _require_admin(caller)
     services = _services(request)
+    snapshot = services.consumer.stats.snapshot()
+    if reset_lag:
+        services.consumer.stats.lags_ms.clear()
     return {
-        **services.consumer.stats.snapshot(),
+        **snapshot,
         "days_closed": services.closer.closed,
         "quota_events": services.quotas.published,
     }
