@@ -22,6 +22,7 @@ import random
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
@@ -80,7 +81,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "PORT": str(port),
         "CONSUMER_MAX_RECORDS": str(args.consumer_batch),
     }
-    log = open(ROOT / "bench" / "results" / "usage_meter_service.log", "wb")  # noqa: SIM115, ASYNC230
+    log = open(Path(tempfile.gettempdir()) / "usage_meter_bench_service.log", "wb")  # noqa: SIM115, ASYNC230
     procs = []
     consumer_port = port
     if args.split:

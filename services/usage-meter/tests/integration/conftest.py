@@ -28,7 +28,7 @@ from usage_meter.config import Settings
 from usage_meter.wiring import UsageMeterServices
 
 HEADERS = {"X-Principal-Id": "usr_test", "X-Principal-Role": "developer"}
-CLOSE_MARGIN_S = 8.0
+CLOSE_MARGIN_S = 5.0
 
 
 @dataclass
