@@ -47,6 +47,7 @@ def _wire(runtime: Runtime) -> None:
         watermarks=runtime.db[mongo_store.WATERMARKS],
         max_records=settings.consumer_max_records,
         session_timeout_ms=settings.consumer_session_timeout_ms,
+        acceptance_grace=timedelta(seconds=settings.acceptance_grace_s),
         on_batch=quotas.mark,
     )
     runtime.extras["usage"] = UsageMeterServices(

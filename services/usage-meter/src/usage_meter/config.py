@@ -18,6 +18,11 @@ class Settings(ServiceSettings):
         description="Events older than this (at ingestion) are refused; days close after it.",
     )
     future_tolerance_s: float = Field(default=300, description="Clock skew tolerated for future timestamps.")
+    acceptance_grace_s: float = Field(
+        default=60,
+        description="The consumer accepts events this much beyond the window (an event the bulk API "
+        "accepted a moment earlier must not be refused); days close this much later too.",
+    )
     day_close_delay_s: float = Field(
         default=3600, description="Extra wait after the late-arrival window before a day closes."
     )
@@ -45,4 +50,6 @@ class Settings(ServiceSettings):
     @property
     def day_close_after(self) -> timedelta:
         """From the end of a day to its close."""
-        return timedelta(seconds=self.late_arrival_window_s + self.day_close_delay_s)
+        return timedelta(
+            seconds=self.late_arrival_window_s + self.acceptance_grace_s + self.day_close_delay_s
+        )

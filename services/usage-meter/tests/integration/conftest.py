@@ -128,6 +128,7 @@ async def wait_for_mongo(uri: str, timeout_s: float = 60.0) -> None:
 
 def settings_for(infra: Infra, now: datetime, **overrides: Any) -> Settings:
     today_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    # Yesterday closes CLOSE_MARGIN_S + 1 s (the acceptance grace) after now.
     values: dict[str, Any] = {
         "mongodb_uri": infra.mongodb_uri,
         "kafka_bootstrap_servers": infra.kafka_bootstrap_servers,
@@ -137,6 +138,7 @@ def settings_for(infra: Infra, now: datetime, **overrides: Any) -> Settings:
         # Yesterday closes CLOSE_MARGIN_S after now; events from yesterday's last seconds are on time.
         "late_arrival_window_s": (now - today_start).total_seconds() + CLOSE_MARGIN_S,
         "day_close_delay_s": 0,
+        "acceptance_grace_s": 1,
         "closer_interval_s": 0.5,
         "quota_interval_s": 0.1,
         "relay_poll_interval_s": 0.02,

@@ -6,6 +6,7 @@ exactly what is missing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -64,6 +65,13 @@ class IngestStats:
             "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
             "lag_ms": {"p50": pct(0.5), "p99": pct(0.99), "max": lags[-1] if lags else None, "n": len(lags)},
         }
+
+
+@dataclass
+class ParsedBatch:
+    deliveries: list[Delivery] = field(default_factory=list)
+    dead: list[tuple[ConsumerRecord[bytes, bytes], str, str]] = field(default_factory=list)
+    timestamps: list[int] = field(default_factory=list)
 
 
 class Rejected(Exception):
@@ -150,22 +158,34 @@ class UsageConsumer:
             heartbeat_interval_ms=min(3000, self._session_timeout_ms // 3),
         )
         await consumer.start()
+        inflight: asyncio.Task[None] | None = None
         try:
             while not stop.is_set():
                 polled_at = datetime.now(UTC)
                 batches = await consumer.getmany(timeout_ms=100, max_records=self._max_records)
-                if batches:
-                    await self._handle(batches)
-                    await consumer.commit()  # only after the batch's effect is stored
-                await self._advance_watermarks(consumer, batches, polled_at)
+                # Two-stage pipeline: this batch is parsed (CPU) while the previous one is written
+                # (database I/O); batches are still applied one after the other, in offset order.
+                parsed = self._parse(batches) if batches else None
+                if inflight is not None:
+                    await inflight  # raises if the previous batch failed: nothing more is committed
+                    inflight = None
+                if parsed is not None:
+                    offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
+                    inflight = asyncio.create_task(self._apply(consumer, parsed, offsets, batches))
+                else:
+                    await self._advance_watermarks(consumer, {}, polled_at, caught_up=True)
+            if inflight is not None:
+                await inflight
         finally:
+            if inflight is not None and not inflight.done():
+                inflight.cancel()
+                with contextlib.suppress(BaseException):
+                    await inflight
             await consumer.stop()
 
-    async def _handle(self, batches: dict[Any, list[ConsumerRecord[bytes, bytes]]]) -> None:
+    def _parse(self, batches: dict[Any, list[ConsumerRecord[bytes, bytes]]]) -> ParsedBatch:
         parse_started = time.perf_counter()
-        deliveries: list[Delivery] = []
-        dead: list[tuple[ConsumerRecord[bytes, bytes], str, str]] = []
-        timestamps: list[int] = []
+        parsed = ParsedBatch()
         for records in batches.values():
             for record in records:
                 self.stats.records += 1
@@ -182,27 +202,41 @@ class UsageConsumer:
                             problem, f"timestamp {entry.timestamp.isoformat()} received {received}"
                         )
                 except Rejected as exc:
-                    dead.append((record, exc.reason, str(exc)))
+                    parsed.dead.append((record, exc.reason, str(exc)))
                     continue
                 except Exception as exc:  # noqa: BLE001 - unparseable: dead-letter it untouched
-                    dead.append((record, "invalid_event", str(exc)[:500]))
+                    parsed.dead.append((record, "invalid_event", str(exc)[:500]))
                     continue
-                deliveries.append(Delivery(record.partition, record.offset, entry))
-                timestamps.append(record.timestamp)
+                parsed.deliveries.append(Delivery(record.partition, record.offset, entry))
+                parsed.timestamps.append(record.timestamp)
         self.stats.time("parse", time.perf_counter() - parse_started)
-        result = await self._ingestor.apply(deliveries)
+        return parsed
+
+    async def _apply(
+        self,
+        consumer: AIOKafkaConsumer,
+        parsed: ParsedBatch,
+        offsets: dict[Any, int],
+        batches: dict[Any, list[ConsumerRecord[bytes, bytes]]],
+    ) -> None:
+        result = await self._ingestor.apply(parsed.deliveries)
         for stage, seconds in result.seconds.items():
             self.stats.time(stage, seconds)
-        if dead:
-            await self._dead_letter(dead)
+        if parsed.dead:
+            await self._dead_letter(parsed.dead)
+        await consumer.commit(offsets)  # only after the effect is stored
         done_ms = time.time() * 1000
         self.stats.batches += 1
         self.stats.applied += result.effective
         self.stats.duplicates += result.duplicates
         self.stats.aggregate_writes += result.documents
-        self.stats.lags_ms.extend(done_ms - ts for ts in timestamps)
+        self.stats.lags_ms.extend(done_ms - ts for ts in parsed.timestamps)
         if result.duplicates:
             log.info("duplicate usage events ignored", extra={"fields": {"count": result.duplicates}})
+        marks = {
+            tp: datetime.fromtimestamp(records[-1].timestamp / 1000, UTC) for tp, records in batches.items()
+        }
+        await self._advance_watermarks(consumer, marks, datetime.now(UTC), caught_up=False)
         if self._on_batch and result.tenants:
             await self._on_batch(result.tenants)
 
@@ -230,23 +264,18 @@ class UsageConsumer:
         log.warning("usage events dead-lettered", extra={"fields": {"count": len(dead)}})
 
     async def _advance_watermarks(
-        self,
-        consumer: AIOKafkaConsumer,
-        batches: dict[Any, list[ConsumerRecord[bytes, bytes]]],
-        polled_at: datetime,
+        self, consumer: AIOKafkaConsumer, marks: dict[Any, datetime], polled_at: datetime, caught_up: bool
     ) -> None:
-        """Per partition: every record published before the watermark has been applied."""
-        assigned = consumer.assignment()
+        """Per partition: every record published before the watermark has been applied. After a
+        batch, the last applied record's time; after an empty poll with nothing in flight, the poll
+        time for partitions read up to their end."""
         total = len(consumer.partitions_for_topic(self._topic) or ())
-        for tp in assigned:
-            highwater = consumer.highwater(tp)
-            position = await consumer.position(tp)
-            if highwater is not None and position >= highwater:
-                mark = polled_at
-            elif batches.get(tp):
-                mark = datetime.fromtimestamp(batches[tp][-1].timestamp / 1000, UTC)
-            else:
-                continue
+        if caught_up:
+            for tp in consumer.assignment():
+                highwater = consumer.highwater(tp)
+                if highwater is not None and await consumer.position(tp) >= highwater:
+                    marks[tp] = polled_at
+        for tp, mark in marks.items():
             last = self._written_marks.get(tp.partition)
             if last is not None and mark - last < timedelta(seconds=1):
                 continue  # one write a second per partition is plenty for closing days
