@@ -72,3 +72,17 @@ async def test_watermark_needs_every_partition(views: tuple[MongoUsageViews, Any
         {"_id": "g|1", "group": "g", "wm": T0 - timedelta(seconds=5), "partitions": 2}
     )
     assert await v.watermark("g") == T0 - timedelta(seconds=5)
+
+
+async def test_retention_deletes_old_ledger_entries_and_keeps_aggregates(
+    views: tuple[MongoUsageViews, Any],
+) -> None:
+    v, db = views
+    old, recent = T0 - timedelta(days=91), T0 - timedelta(days=89)
+    await db["usage_ledger"].insert_many(
+        [{"_id": "old", "tenant_id": "acme", "ts": old}, {"_id": "new", "tenant_id": "acme", "ts": recent}]
+    )
+    await db["usage_aggregates"].insert_one({"_id": "d|acme|2026-08-28|requests", "tenant_id": "acme"})
+    assert await v.expire(T0 - timedelta(days=90)) == 1
+    assert [d["_id"] async for d in db["usage_ledger"].find({})] == ["new"]
+    assert await db["usage_aggregates"].count_documents({}) == 1
