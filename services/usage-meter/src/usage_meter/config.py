@@ -1,8 +1,55 @@
 """Settings of the usage-meter service (environment variables; see ServiceSettings for the shared ones)."""
 
+from datetime import timedelta
+
+from pydantic import Field
+
 from ailab_runtime.settings import ServiceSettings
+
+from .domain.model import AcceptanceRules
 
 
 class Settings(ServiceSettings):
     service_name: str = "usage-meter"
     port: int = 8003
+
+    late_arrival_window_s: float = Field(
+        default=48 * 3600,
+        description="Events older than this (at ingestion) are refused; days close after it.",
+    )
+    future_tolerance_s: float = Field(default=300, description="Clock skew tolerated for future timestamps.")
+    acceptance_grace_s: float = Field(
+        default=60,
+        description="The consumer accepts events this much beyond the window (an event the bulk API "
+        "accepted a moment earlier must not be refused); days close this much later too.",
+    )
+    day_close_delay_s: float = Field(
+        default=3600, description="Extra wait after the late-arrival window before a day closes."
+    )
+    retention_days: int = Field(default=90, description="Ledger entries older than this are deleted.")
+    consumer_max_records: int = Field(default=5000, description="Usage records per consumer batch.")
+    usage_consumer_enabled: bool = Field(
+        default=True,
+        description="Run the usage batch consumer (ledger + aggregates) in this process. Set false on "
+        "API-only replicas so bulk ingestion and aggregation scale (and use CPU) separately.",
+    )
+    consumer_session_timeout_ms: int = Field(
+        default=10_000, description="Kafka group session timeout: how soon a dead consumer's partitions move."
+    )
+    closer_interval_s: float = 30.0
+    retention_interval_s: float = 3600.0
+    quota_interval_s: float = 0.5
+    quota_warning_pct: int = 80
+
+    def acceptance_rules(self) -> AcceptanceRules:
+        return AcceptanceRules(
+            late_arrival_window=timedelta(seconds=self.late_arrival_window_s),
+            future_tolerance=timedelta(seconds=self.future_tolerance_s),
+        )
+
+    @property
+    def day_close_after(self) -> timedelta:
+        """From the end of a day to its close."""
+        return timedelta(
+            seconds=self.late_arrival_window_s + self.acceptance_grace_s + self.day_close_delay_s
+        )

@@ -1,0 +1,262 @@
+"""Benchmark of the usage-meter (issue 5): sustained events/s from the bulk API to the aggregates,
+and event-to-aggregate lag, on this machine's real Kafka + MongoDB-wire stack.
+
+The usage-meter runs as its own process (`python -m usage_meter serve`, a fresh database and topic
+prefix). `--clients` concurrent HTTP clients post `--batch`-event bulk requests until `--events`
+events are accepted; the clock stops when the consumer has applied every one of them to the ledger
+and aggregates (its ingest-stats counter). Lag = time the aggregate write finished minus the Kafka
+record's timestamp (set when the bulk API produced it), per event, p50/p99 over all events.
+Finally the monthly totals read through the API are compared with the sums of what was sent.
+Needs KAFKA_BOOTSTRAP_SERVERS and MONGODB_URI (e.g. `source .data/infra.env`).
+Writes bench/results/usage_meter.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "dev-internal-token-change-me"
+METERS = ("tokens_in", "tokens_out", "requests")
+MODELS = ("gpt-4o", "gpt-4.1-mini", "claude-3.5-sonnet", "llama-3.1-8b")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_batch(tenant: str, size: int, rng: random.Random, sent: dict[str, Decimal]) -> list[dict[str, Any]]:
+    now = datetime.now(UTC).isoformat()
+    events = []
+    for _ in range(size):
+        meter = rng.choice(METERS)
+        quantity = Decimal(rng.randint(1, 4000)) if meter != "requests" else Decimal(1)
+        sent[f"{tenant}|{meter}"] = sent.get(f"{tenant}|{meter}", Decimal(0)) + quantity
+        events.append(
+            {
+                "event_id": uuid.uuid4().hex,
+                "meter": meter,
+                "quantity": str(quantity),
+                "cost_usd_estimate": str(quantity / 1_000_000),
+                "provider": "openai",
+                "model": rng.choice(MODELS),
+                "user_id": f"usr_{rng.randint(1, 50)}",
+                "project_id": f"prj_{rng.randint(1, 5)}",
+                "agent_id": f"agt_{rng.randint(1, 10)}",
+                "timestamp": now,
+            }
+        )
+    return events
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    port = free_port()
+    prefix = f"bench{uuid.uuid4().hex[:8]}."
+    database = f"bench_usage_{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "MONGODB_DATABASE": database,
+        "TOPIC_PREFIX": prefix,
+        "ENVIRONMENT": "test",
+        "LOG_LEVEL": "WARNING",
+        "PORT": str(port),
+        "CONSUMER_MAX_RECORDS": str(args.consumer_batch),
+    }
+    log = open(Path(tempfile.gettempdir()) / "usage_meter_bench_service.log", "wb")  # noqa: SIM115, ASYNC230
+    procs = []
+    consumer_port = port
+    if args.split:
+        # Two processes, as two deployments would run: an API-only one and an aggregating one.
+        consumer_port = free_port()
+        api_env = {**env, "USAGE_CONSUMER_ENABLED": "false"}
+        procs.append(spawn(api_env, log))
+        env = {**env, "PORT": str(consumer_port)}
+    procs.append(spawn(env, log))
+    headers = {"X-Internal-Token": TOKEN, "X-Principal-Id": "usr_bench", "X-Principal-Role": "platform_admin"}
+    rng = random.Random(7)
+    tenants = [f"ten_bench_{i}" for i in range(args.tenants)]
+    sent: dict[str, Decimal] = {}
+    request_ms: list[float] = []
+    try:
+        async with (
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60) as client,
+            httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{consumer_port}", headers=headers, timeout=60
+            ) as stats,
+        ):
+            for probe in (client, stats):
+                await wait_ready(probe)
+            # Warm-up (topic metadata, consumer group join) outside the measurement.
+            await client.post(
+                f"/v1/tenants/{tenants[0]}/usage/events",
+                json={"events": make_batch(tenants[0], 10, rng, sent)},
+            )
+            await wait_applied(stats, 10, 60)
+            batches = [
+                (tenants[i % len(tenants)], make_batch(tenants[i % len(tenants)], args.batch, rng, sent))
+                for i in range(args.events // args.batch)
+            ]
+            total = 10 + len(batches) * args.batch
+            queue: asyncio.Queue[tuple[str, list[dict[str, Any]]]] = asyncio.Queue()
+            for b in batches:
+                queue.put_nowait(b)
+
+            async def client_loop() -> None:
+                while not queue.empty():
+                    tenant, events = queue.get_nowait()
+                    started = time.perf_counter()
+                    response = await client.post(
+                        f"/v1/tenants/{tenant}/usage/events", json={"events": events}
+                    )
+                    request_ms.append((time.perf_counter() - started) * 1000)
+                    assert response.status_code == 202 and response.json()["accepted"] == len(events), (
+                        response.text
+                    )
+
+            started = time.perf_counter()
+            await asyncio.gather(*(client_loop() for _ in range(args.clients)))
+            api_s = time.perf_counter() - started
+            applied = await wait_applied(stats, total, 600)
+            e2e_s = time.perf_counter() - started
+            # Phase 2: lag at a steady rate the consumer sustains (phase 1 measures a backlog draining).
+            await stats.get("/v1/admin/usage/ingest-stats", params={"reset_lag": "true"})
+            paced = 0
+            size = max(1, args.lag_rate // 10)
+            tick = time.perf_counter()
+            while paced < args.lag_events:
+                tenant = tenants[paced // size % len(tenants)]
+                response = await client.post(
+                    f"/v1/tenants/{tenant}/usage/events", json={"events": make_batch(tenant, size, rng, sent)}
+                )
+                assert response.status_code == 202, response.text
+                paced += size
+                tick += 0.1
+                await asyncio.sleep(max(0.0, tick - time.perf_counter()))
+            steady = await wait_applied(stats, total + paced, 300)
+            month = datetime.now(UTC).strftime("%Y-%m")
+            mismatches = 0
+            for tenant in tenants:
+                body = (
+                    await client.get(
+                        f"/v1/tenants/{tenant}/usage/monthly", params={"from": month, "to": month}
+                    )
+                ).json()
+                meters = body["items"][0]["meters"] if body["items"] else {}
+                for meter in METERS:
+                    expected = sent.get(f"{tenant}|{meter}", Decimal(0))
+                    got = Decimal(meters.get(meter, {}).get("quantity", "0"))
+                    mismatches += expected != got
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(30)
+        log.close()
+        from pymongo import MongoClient
+
+        MongoClient(os.environ["MONGODB_URI"]).drop_database(database)
+    request_ms.sort()
+    events = len(batches) * args.batch
+    return {
+        "benchmark": "usage-meter",
+        "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "loadavg_1m_after": os.getloadavg()[0],
+        },
+        "params": vars(args),
+        "events": events,
+        "bulk_api": {
+            "seconds": round(api_s, 2),
+            "events_per_s": round(events / api_s),
+            "request_p50_ms": round(request_ms[len(request_ms) // 2], 1),
+            "request_p99_ms": round(request_ms[int(len(request_ms) * 0.99)], 1),
+        },
+        "to_aggregates": {"seconds": round(e2e_s, 2), "events_per_s": round(events / e2e_s)},
+        "lag_ms_draining_backlog": applied["lag_ms"],
+        "steady_rate": {
+            "events_per_s": args.lag_rate,
+            "events": paced,
+            "lag_ms": steady["lag_ms"],
+        },
+        "consumer": {
+            k: applied[k] for k in ("batches", "applied", "duplicates", "aggregate_writes", "stage_seconds")
+        },
+        "monthly_totals_mismatches": mismatches,
+        "targets": {"events_per_s": 20000, "lag_p99_ms": 2000},
+    }
+
+
+def spawn(env: dict[str, str], log: Any) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "usage_meter", "serve"], env=env, stdout=log, stderr=log, cwd=ROOT
+    )
+
+
+async def wait_ready(client: httpx.AsyncClient) -> None:
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            if (await client.get("/readyz")).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "usage-meter never became ready"
+        await asyncio.sleep(0.3)
+
+
+async def wait_applied(client: httpx.AsyncClient, total: int, timeout_s: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        stats: dict[str, Any] = (await client.get("/v1/admin/usage/ingest-stats")).json()
+        if stats["applied"] >= total:
+            return stats
+        assert time.monotonic() < deadline, f"only {stats['applied']} of {total} applied: {stats}"
+        await asyncio.sleep(0.05)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=100_000, help="events to send (default 100000)")
+    parser.add_argument("--batch", type=int, default=1000, help="events per bulk request (max 1000)")
+    parser.add_argument("--clients", type=int, default=4, help="concurrent HTTP clients")
+    parser.add_argument("--tenants", type=int, default=20)
+    parser.add_argument("--consumer-batch", type=int, default=5000, help="records per consumer batch")
+    parser.add_argument("--lag-rate", type=int, default=2000, help="events/s of the steady lag phase")
+    parser.add_argument("--lag-events", type=int, default=20000, help="events of the steady lag phase")
+    parser.add_argument(
+        "--single-process",
+        dest="split",
+        action="store_false",
+        help="run API and consumer in one process (default: an API-only and a consumer process)",
+    )
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "usage_meter.json"))
+    args = parser.parse_args()
+    result = asyncio.run(run(args))
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

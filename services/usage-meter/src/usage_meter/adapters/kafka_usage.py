@@ -1,0 +1,287 @@
+"""Batch consumer of `ailab.usage.events`: getmany → parse → ledger + aggregates (one UsageIngestor
+call per batch) → dead letters → offset commit → watermarks. Offsets are committed only after the
+whole batch's effect is stored, so a crash anywhere redelivers the batch and the ingestor completes
+exactly what is missing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from pymongo.asynchronous.collection import AsyncCollection
+
+from ailab_contracts import EventRegistry
+from ailab_contracts.events.usage import UsageRecorded
+
+from ..application.ingest import UsageIngestor
+from ..domain.model import AcceptanceRules, Delivery, UsageEntry
+
+log = logging.getLogger(__name__)
+
+USAGE_RECORDED = "usage.UsageRecorded"
+
+
+@dataclass
+class IngestStats:
+    """Counters of this process's usage consumer (exposed by GET /v1/admin/usage/ingest-stats)."""
+
+    batches: int = 0
+    records: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    skipped: int = 0
+    aggregate_writes: int = 0
+    lags_ms: deque[float] = field(default_factory=lambda: deque(maxlen=200_000))
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    def time(self, stage: str, seconds: float) -> None:
+        self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
+
+    def snapshot(self) -> dict[str, Any]:
+        lags = sorted(self.lags_ms)
+
+        def pct(p: float) -> float | None:
+            return round(lags[min(len(lags) - 1, int(p * len(lags)))], 1) if lags else None
+
+        return {
+            "batches": self.batches,
+            "records": self.records,
+            "applied": self.applied,
+            "duplicates": self.duplicates,
+            "dead_lettered": self.dead_lettered,
+            "skipped": self.skipped,
+            "aggregate_writes": self.aggregate_writes,
+            "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
+            "lag_ms": {"p50": pct(0.5), "p99": pct(0.99), "max": lags[-1] if lags else None, "n": len(lags)},
+        }
+
+
+@dataclass
+class ParsedBatch:
+    deliveries: list[Delivery] = field(default_factory=list)
+    dead: list[tuple[ConsumerRecord[bytes, bytes], str, str]] = field(default_factory=list)
+    timestamps: list[int] = field(default_factory=list)
+
+
+class Rejected(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def entry_from(registry: EventRegistry, raw: dict[str, Any], text: str = "") -> UsageEntry:
+    if raw.get("schema_version") == registry.latest_version(USAGE_RECORDED):
+        # Hot path (current version, no upcasting): validate the payload model and the envelope
+        # fields used here; the full envelope model costs as much again per event.
+        payload = UsageRecorded.model_validate(raw["payload"])
+        event_id = uuid.UUID(str(raw["event_id"]))
+        tenant = raw["tenant_id"]
+    else:
+        envelope, parsed = registry.parse(raw)
+        assert isinstance(parsed, UsageRecorded)
+        payload, event_id, tenant = parsed, envelope.event_id, envelope.tenant_id
+    if tenant != payload.tenant_id:
+        raise Rejected("tenant_mismatch", f"envelope tenant {tenant} != payload {payload.tenant_id}")
+    return UsageEntry(
+        event_id=str(event_id),
+        tenant_id=payload.tenant_id,
+        user_id=payload.user_id,
+        meter=payload.meter,
+        quantity=payload.quantity,
+        cost=payload.cost_usd_estimate,
+        timestamp=payload.timestamp.astimezone(UTC),
+        provider=payload.provider,
+        model=payload.model,
+        project_id=payload.project_id,
+        agent_id=payload.agent_id,
+        raw=text,
+    )
+
+
+class UsageConsumer:
+    def __init__(
+        self,
+        *,
+        bootstrap_servers: str,
+        topic: str,
+        group_id: str,
+        registry: EventRegistry,
+        ingestor: UsageIngestor,
+        rules: AcceptanceRules,
+        producer: Callable[[], AIOKafkaProducer | None],
+        watermarks: AsyncCollection[dict[str, Any]],
+        max_records: int = 5000,
+        session_timeout_ms: int = 10_000,
+        acceptance_grace: timedelta = timedelta(minutes=1),
+        on_batch: Callable[[set[str]], Awaitable[None]] | None = None,
+    ) -> None:
+        self._bootstrap = bootstrap_servers
+        self._topic = topic
+        self._group = group_id
+        self._registry = registry
+        self._ingestor = ingestor
+        # A bulk API call validated the timing against its own clock just before producing; the grace
+        # keeps an event accepted there from being refused here a moment later.
+        self._rules = AcceptanceRules(
+            late_arrival_window=rules.late_arrival_window + acceptance_grace,
+            future_tolerance=rules.future_tolerance + acceptance_grace,
+        )
+        self._producer = producer
+        self._watermarks = watermarks
+        self._max_records = max_records
+        self._session_timeout_ms = session_timeout_ms
+        self._on_batch = on_batch
+        self.stats = IngestStats()
+        self._written_marks: dict[int, datetime] = {}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        consumer = AIOKafkaConsumer(
+            self._topic,
+            bootstrap_servers=self._bootstrap,
+            group_id=self._group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+            fetch_max_bytes=32 * 1024 * 1024,
+            session_timeout_ms=self._session_timeout_ms,
+            heartbeat_interval_ms=min(3000, self._session_timeout_ms // 3),
+        )
+        await consumer.start()
+        inflight: asyncio.Task[None] | None = None
+        try:
+            while not stop.is_set():
+                polled_at = datetime.now(UTC)
+                batches = await consumer.getmany(timeout_ms=100, max_records=self._max_records)
+                # Two-stage pipeline: this batch is parsed (CPU) while the previous one is written
+                # (database I/O); batches are still applied one after the other, in offset order.
+                parsed = self._parse(batches) if batches else None
+                if inflight is not None:
+                    await inflight  # raises if the previous batch failed: nothing more is committed
+                    inflight = None
+                if parsed is not None:
+                    offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
+                    inflight = asyncio.create_task(self._apply(consumer, parsed, offsets, batches))
+                else:
+                    await self._advance_watermarks(consumer, {}, polled_at, caught_up=True)
+            if inflight is not None:
+                await inflight
+        finally:
+            if inflight is not None and not inflight.done():
+                inflight.cancel()
+                with contextlib.suppress(BaseException):
+                    await inflight
+            await consumer.stop()
+
+    def _parse(self, batches: dict[Any, list[ConsumerRecord[bytes, bytes]]]) -> ParsedBatch:
+        parse_started = time.perf_counter()
+        parsed = ParsedBatch()
+        for records in batches.values():
+            for record in records:
+                self.stats.records += 1
+                try:
+                    raw = json.loads(record.value or b"")
+                    if raw.get("event_type") != USAGE_RECORDED:
+                        self.stats.skipped += 1  # the meter's own closing and quota events
+                        continue
+                    entry = entry_from(self._registry, raw, (record.value or b"").decode())
+                    received = datetime.fromtimestamp(record.timestamp / 1000, UTC)
+                    problem = self._rules.timing_problem(entry.timestamp, received)
+                    if problem:
+                        raise Rejected(
+                            problem, f"timestamp {entry.timestamp.isoformat()} received {received}"
+                        )
+                except Rejected as exc:
+                    parsed.dead.append((record, exc.reason, str(exc)))
+                    continue
+                except Exception as exc:  # noqa: BLE001 - unparseable: dead-letter it untouched
+                    parsed.dead.append((record, "invalid_event", str(exc)[:500]))
+                    continue
+                parsed.deliveries.append(Delivery(record.partition, record.offset, entry))
+                parsed.timestamps.append(record.timestamp)
+        self.stats.time("parse", time.perf_counter() - parse_started)
+        return parsed
+
+    async def _apply(
+        self,
+        consumer: AIOKafkaConsumer,
+        parsed: ParsedBatch,
+        offsets: dict[Any, int],
+        batches: dict[Any, list[ConsumerRecord[bytes, bytes]]],
+    ) -> None:
+        result = await self._ingestor.apply(parsed.deliveries)
+        for stage, seconds in result.seconds.items():
+            self.stats.time(stage, seconds)
+        if parsed.dead:
+            await self._dead_letter(parsed.dead)
+        await consumer.commit(offsets)  # only after the effect is stored
+        done_ms = time.time() * 1000
+        self.stats.batches += 1
+        self.stats.applied += result.effective
+        self.stats.duplicates += result.duplicates
+        self.stats.aggregate_writes += result.documents
+        self.stats.lags_ms.extend(done_ms - ts for ts in parsed.timestamps)
+        if result.duplicates:
+            log.info("duplicate usage events ignored", extra={"fields": {"count": result.duplicates}})
+        marks = {
+            tp: datetime.fromtimestamp(records[-1].timestamp / 1000, UTC) for tp, records in batches.items()
+        }
+        await self._advance_watermarks(consumer, marks, datetime.now(UTC), caught_up=False)
+        if self._on_batch and result.tenants:
+            await self._on_batch(result.tenants)
+
+    async def _dead_letter(self, dead: list[tuple[ConsumerRecord[bytes, bytes], str, str]]) -> None:
+        producer = self._producer()
+        if producer is None:
+            raise RuntimeError("no producer for dead letters yet")
+        futures = []
+        for record, reason, message in dead:
+            headers = list(record.headers or []) + [
+                ("dlq.error.type", reason.encode()),
+                ("dlq.error.message", message[:1000].encode()),
+                ("dlq.original.topic", record.topic.encode()),
+                ("dlq.original.partition", str(record.partition).encode()),
+                ("dlq.original.offset", str(record.offset).encode()),
+                ("dlq.consumer.group", self._group.encode()),
+            ]
+            futures.append(
+                await producer.send(
+                    f"{record.topic}.dlq", value=record.value, key=record.key, headers=headers
+                )
+            )
+        await asyncio.gather(*futures)
+        self.stats.dead_lettered += len(dead)
+        log.warning("usage events dead-lettered", extra={"fields": {"count": len(dead)}})
+
+    async def _advance_watermarks(
+        self, consumer: AIOKafkaConsumer, marks: dict[Any, datetime], polled_at: datetime, caught_up: bool
+    ) -> None:
+        """Per partition: every record published before the watermark has been applied. After a
+        batch, the last applied record's time; after an empty poll with nothing in flight, the poll
+        time for partitions read up to their end."""
+        total = len(consumer.partitions_for_topic(self._topic) or ())
+        if caught_up:
+            for tp in consumer.assignment():
+                highwater = consumer.highwater(tp)
+                if highwater is not None and await consumer.position(tp) >= highwater:
+                    marks[tp] = polled_at
+        for tp, mark in marks.items():
+            last = self._written_marks.get(tp.partition)
+            if last is not None and mark - last < timedelta(seconds=1):
+                continue  # one write a second per partition is plenty for closing days
+            self._written_marks[tp.partition] = mark
+            await self._watermarks.update_one(
+                {"_id": f"{self._group}|{tp.partition}"},
+                {"$set": {"group": self._group, "wm": mark, "partitions": total}},
+                upsert=True,
+            )

@@ -1,0 +1,44 @@
+"""In-memory UsageStore for unit and property tests; same contract as MongoUsageStore."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from datetime import datetime
+
+from ..domain.model import Aggregate, Delivery, Stamp
+
+
+class InMemoryUsageStore:
+    def __init__(self) -> None:
+        self.ledger: dict[str, tuple[Stamp, Delivery]] = {}
+        self.members: dict[str, Stamp] = {}
+        self.aggregates: dict[str, Aggregate] = {}
+        self.days: dict[tuple[str, str], datetime] = {}
+
+    async def claim_ledger(self, deliveries: Sequence[Delivery]) -> dict[str, Stamp]:
+        for d in deliveries:
+            self.ledger.setdefault(d.entry.event_id, (d.stamp, d))
+        return {d.entry.event_id: self.ledger[d.entry.event_id][0] for d in deliveries}
+
+    async def claim_members(self, candidates: dict[str, tuple[str, Stamp]]) -> dict[str, Stamp]:
+        for key, (_, stamp) in candidates.items():
+            self.members.setdefault(key, stamp)
+        return {key: self.members[key] for key in candidates}
+
+    async def load_aggregates(self, ids: Sequence[str]) -> dict[str, Aggregate]:
+        return {i: copy.deepcopy(self.aggregates[i]) for i in ids if i in self.aggregates}
+
+    async def save_aggregate(self, aggregate: Aggregate) -> bool:
+        stored = self.aggregates.get(aggregate.id)
+        if (stored.version if stored else 0) != aggregate.version:
+            return False
+        saved = copy.deepcopy(aggregate)
+        saved.version += 1
+        self.aggregates[aggregate.id] = saved
+        aggregate.version += 1
+        return True
+
+    async def note_days(self, days: dict[tuple[str, str], datetime]) -> None:
+        for key, close_after in days.items():
+            self.days.setdefault(key, close_after)

@@ -1,0 +1,128 @@
+"""Read models and small single-writer documents of the usage-meter: aggregates for the read API,
+day close/sync status, tenant limits, quota states, watermarks, ledger export and retention."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from .mongo_store import AGGREGATES, DAY_SYNC, DAYS, LEDGER, MEMBERS, QUOTA_STATES, TENANT_LIMITS, WATERMARKS
+
+Doc = dict[str, Any]
+
+
+class MongoUsageViews:
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self._db = db
+
+    # --- read API ----------------------------------------------------------------------------
+    async def aggregates(
+        self, tenant_id: str, kind: str, first: str, last: str, meter: str | None = None
+    ) -> list[Doc]:
+        query: Doc = {"tenant_id": tenant_id, "kind": kind, "period": {"$gte": first, "$lte": last}}
+        if meter:
+            query["meter"] = meter
+        docs = [d async for d in self._db[AGGREGATES].find(query, {"pos": 0})]
+        return sorted(docs, key=lambda d: (d["period"], d["meter"]))
+
+    async def total(self, tenant_id: str, meter: str) -> Decimal:
+        doc = await self._db[AGGREGATES].find_one({"_id": f"t|{tenant_id}|all|{meter}"}, {"quantity": 1})
+        return Decimal(doc["quantity"]) if doc else Decimal(0)
+
+    async def day_status(self, tenant_id: str, days: Sequence[str]) -> dict[str, Doc]:
+        ids = [f"{tenant_id}|{d}" for d in days]
+        out: dict[str, Doc] = {}
+        async for doc in self._db[DAYS].find({"_id": {"$in": ids}, "tenant_id": tenant_id}):
+            out[doc["day"]] = {"closed": bool(doc.get("closed")), "closed_at": doc.get("closed_at")}
+        async for doc in self._db[DAY_SYNC].find({"_id": {"$in": ids}, "tenant_id": tenant_id}):
+            out.setdefault(doc["day"], {"closed": False})["sync"] = doc
+        return out
+
+    # --- day closing ---------------------------------------------------------------------------
+    async def watermark(self, group: str) -> datetime | None:
+        """Oldest per-partition watermark of the usage consumer group, once every partition has one."""
+        docs = [d async for d in self._db[WATERMARKS].find({"group": group})]
+        if not docs or len(docs) < max(int(d.get("partitions", 0)) for d in docs):
+            return None
+        marks: list[datetime] = [d["wm"] for d in docs]
+        return min(marks)
+
+    async def closable_days(self, until: datetime, limit: int = 500) -> list[Doc]:
+        cursor = self._db[DAYS].find({"closed": False, "close_after": {"$lte": until}}).limit(limit)
+        return [d async for d in cursor]
+
+    async def mark_closed(self, tenant_id: str, day: str, closed_at: datetime) -> None:
+        await self._db[DAYS].update_one(
+            {"_id": f"{tenant_id}|{day}", "tenant_id": tenant_id},
+            {"$set": {"closed": True, "closed_at": closed_at}},
+        )
+
+    async def set_sync_status(self, tenant_id: str, day: str, status: str, at: datetime, body: Doc) -> None:
+        """Latest billing report per day (a report older than the stored one is ignored)."""
+        doc = {
+            "_id": f"{tenant_id}|{day}",
+            "tenant_id": tenant_id,
+            "day": day,
+            "status": status,
+            "at": at,
+            **body,
+        }
+        result = await self._db[DAY_SYNC].replace_one({"_id": doc["_id"], "at": {"$lte": at}}, doc)
+        if result.matched_count == 0:
+            try:
+                await self._db[DAY_SYNC].insert_one(doc)
+            except DuplicateKeyError:
+                pass  # a newer report is stored
+
+    # --- limits and quotas ---------------------------------------------------------------------
+    async def set_limits(self, tenant_id: str, limits: Doc, plan: str | None, at: datetime) -> None:
+        doc = {"_id": tenant_id, "tenant_id": tenant_id, "limits": limits, "plan": plan, "at": at}
+        result = await self._db[TENANT_LIMITS].replace_one({"_id": tenant_id, "at": {"$lte": at}}, doc)
+        if result.matched_count == 0:
+            try:
+                await self._db[TENANT_LIMITS].insert_one(doc)
+            except DuplicateKeyError:
+                pass
+
+    async def limits(self, tenant_id: str) -> Doc | None:
+        doc = await self._db[TENANT_LIMITS].find_one({"_id": tenant_id})
+        return doc.get("limits") if doc else None
+
+    async def quota_states(self, tenant_id: str) -> dict[str, Doc]:
+        return {d["quota"]: d async for d in self._db[QUOTA_STATES].find({"tenant_id": tenant_id})}
+
+    async def save_quota_state(self, tenant_id: str, quota: str, state: Doc) -> None:
+        doc = {"_id": f"{tenant_id}|{quota}", "tenant_id": tenant_id, "quota": quota, **state}
+        result = await self._db[QUOTA_STATES].replace_one(
+            {"_id": doc["_id"], "sequence": {"$lt": state["sequence"]}}, doc
+        )
+        if result.matched_count == 0:
+            try:
+                await self._db[QUOTA_STATES].insert_one(doc)
+            except DuplicateKeyError:
+                pass
+
+    async def stale_quota_tenants(self, month: str) -> list[str]:
+        query = {"period": {"$nin": [month, "current"]}, "state": {"$ne": "ok"}}
+        return sorted({d["tenant_id"] async for d in self._db[QUOTA_STATES].find(query, {"tenant_id": 1})})
+
+    # --- ledger export and retention -------------------------------------------------------------
+    async def ledger(self, tenant_id: str | None, start: datetime, end: datetime) -> AsyncIterator[Doc]:
+        query: Doc = {"ts": {"$gte": start, "$lt": end}}
+        if tenant_id:
+            query["tenant_id"] = tenant_id
+        async for doc in self._db[LEDGER].find(query).sort([("ts", 1), ("_id", 1)]).batch_size(2000):
+            yield doc
+
+    async def expire(self, older_than: datetime) -> int:
+        """Deletes ledger entries (events) older than the retention; aggregates are kept."""
+        result = await self._db[LEDGER].delete_many({"ts": {"$lt": older_than}})
+        return int(result.deleted_count)
+
+    async def member_count(self, tenant_id: str) -> int:
+        return int(await self._db[MEMBERS].count_documents({"tenant_id": tenant_id}))

@@ -1,0 +1,38 @@
+"""Ports of the usage-meter's write and read side; Mongo adapters and in-memory fakes implement them
+(tests/unit/test_usage_store_contract.py runs one contract against both)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from ..domain.model import Aggregate, Delivery, Stamp
+
+
+class UsageStore(Protocol):
+    async def claim_ledger(self, deliveries: Sequence[Delivery]) -> dict[str, Stamp]:
+        """Insert ledger entries (one per event id, insert-only); returns, for every event id given,
+        the stamp of the delivery that owns the stored entry (the first one ever stored)."""
+        ...
+
+    async def claim_members(self, candidates: dict[str, tuple[str, Stamp]]) -> dict[str, Stamp]:
+        """Insert set members `key -> (tenant, stamp)` (insert-only); returns each key's owning stamp."""
+        ...
+
+    async def load_aggregates(self, ids: Sequence[str]) -> dict[str, Aggregate]: ...
+
+    async def save_aggregate(self, aggregate: Aggregate) -> bool:
+        """Store `aggregate` if the stored version is still `aggregate.version` (then bump it);
+        False when another writer got there first."""
+        ...
+
+    async def note_days(self, days: dict[tuple[str, str], datetime]) -> None:
+        """Remember that tenant × day has usage and may close at the given time (insert-only)."""
+        ...
+
+
+class QuotaViews(Protocol):
+    async def limits(self, tenant_id: str) -> dict[str, Any] | None: ...
+
+    async def monthly_quantity(self, tenant_id: str, month: str, meters: Sequence[str]) -> Any: ...

@@ -1,0 +1,261 @@
+"""Pure usage-metering model: acceptance rules, aggregate keys, folding deliveries into aggregate
+documents exactly once, and quota states. No I/O here; the ingestor and the adapters use it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Literal
+
+from ailab_contracts.events.usage import DELTA_METERS, decimal_text
+
+GROUP_DIMENSIONS: tuple[str, ...] = ("provider", "model", "project", "agent")
+QUOTA_THRESHOLDS = {"ok": 0, "warning": 80, "exceeded": 100}
+
+RejectReason = Literal[
+    "unknown_meter",
+    "negative_quantity",
+    "timestamp_in_future",
+    "timestamp_too_old",
+    "tenant_mismatch",
+    "invalid_event",
+]
+
+
+@dataclass(frozen=True)
+class AcceptanceRules:
+    """When a usage event is accepted, relative to the moment it entered the system."""
+
+    late_arrival_window: timedelta = timedelta(hours=48)
+    future_tolerance: timedelta = timedelta(minutes=5)
+
+    def timing_problem(self, timestamp: datetime, received_at: datetime) -> RejectReason | None:
+        if timestamp > received_at + self.future_tolerance:
+            return "timestamp_in_future"
+        if timestamp < received_at - self.late_arrival_window:
+            return "timestamp_too_old"
+        return None
+
+
+def day_of(ts: datetime) -> str:
+    return ts.astimezone(UTC).strftime("%Y-%m-%d")
+
+
+def month_of(ts: datetime) -> str:
+    return ts.astimezone(UTC).strftime("%Y-%m")
+
+
+def day_start(day: str) -> datetime:
+    return datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC)
+
+
+def next_month_start(month: str) -> datetime:
+    year, mon = (int(x) for x in month.split("-"))
+    return datetime(year + mon // 12, mon % 12 + 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class UsageEntry:
+    """One accepted usage event as the ledger holds it."""
+
+    event_id: str
+    tenant_id: str
+    user_id: str
+    meter: str
+    quantity: Decimal
+    cost: Decimal | None
+    timestamp: datetime
+    provider: str
+    model: str | None = None
+    project_id: str | None = None
+    agent_id: str | None = None
+    raw: str = field(default="", compare=False)  # the event's wire envelope (JSON), kept for export
+
+    @property
+    def day(self) -> str:
+        return day_of(self.timestamp)
+
+    @property
+    def month(self) -> str:
+        return month_of(self.timestamp)
+
+    def dimension(self, name: str) -> str | None:
+        return {
+            "provider": self.provider,
+            "model": self.model,
+            "project": self.project_id,
+            "agent": self.agent_id,
+        }[name]
+
+
+Stamp = tuple[int, int]  # (partition, offset) of the delivery that first stored something
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A usage entry as delivered from one Kafka partition and offset."""
+
+    partition: int
+    offset: int
+    entry: UsageEntry
+
+    @property
+    def stamp(self) -> Stamp:
+        return (self.partition, self.offset)
+
+
+def aggregate_ids(entry: UsageEntry) -> list[str]:
+    """Aggregate documents an entry counts in: its day, its month and, for gauges, the running total."""
+    ids = [
+        f"d|{entry.tenant_id}|{entry.day}|{entry.meter}",
+        f"m|{entry.tenant_id}|{entry.month}|{entry.meter}",
+    ]
+    if entry.meter in DELTA_METERS:
+        ids.append(f"t|{entry.tenant_id}|all|{entry.meter}")
+    return ids
+
+
+def member_keys(aggregate_id: str, entry: UsageEntry) -> list[tuple[str, str]]:
+    """(set member key, counter) pairs: an entry's user and project within an aggregate's period."""
+    keys = [(f"{aggregate_id}|u|{entry.user_id}", "unique_users")]
+    if entry.project_id:
+        keys.append((f"{aggregate_id}|p|{entry.project_id}", "unique_projects"))
+    return keys
+
+
+def parse_aggregate_id(aggregate_id: str) -> tuple[str, str, str, str]:
+    kind, tenant, period, meter = aggregate_id.split("|")
+    return kind, tenant, period, meter
+
+
+@dataclass
+class GroupTotal:
+    quantity: Decimal = Decimal(0)
+    cost: Decimal = Decimal(0)
+    events: int = 0
+
+
+@dataclass
+class Aggregate:
+    """Totals of one tenant × period × meter, and the last offset applied per partition."""
+
+    id: str
+    quantity: Decimal = Decimal(0)
+    cost: Decimal = Decimal(0)
+    events: int = 0
+    unique_users: int = 0
+    unique_projects: int = 0
+    groups: dict[str, dict[str, GroupTotal]] = field(default_factory=dict)
+    positions: dict[int, int] = field(default_factory=dict)
+    version: int = 0
+
+    def applied(self, stamp: Stamp) -> bool:
+        return stamp[1] <= self.positions.get(stamp[0], -1)
+
+    def add(self, entry: UsageEntry, stamp: Stamp, counters: Iterable[str] = ()) -> None:
+        self.quantity += entry.quantity
+        self.cost += entry.cost or Decimal(0)
+        self.events += 1
+        for counter in counters:
+            setattr(self, counter, getattr(self, counter) + 1)
+        for dim in GROUP_DIMENSIONS:
+            value = entry.dimension(dim)
+            if value is None:
+                continue
+            group = self.groups.setdefault(dim, {}).setdefault(value, GroupTotal())
+            group.quantity += entry.quantity
+            group.cost += entry.cost or Decimal(0)
+            group.events += 1
+        partition, offset = stamp
+        self.positions[partition] = max(offset, self.positions.get(partition, -1))
+
+    def totals(self) -> tuple[Decimal, Decimal, int, int, int]:
+        return (self.quantity, self.cost, self.events, self.unique_users, self.unique_projects)
+
+    def to_doc(self) -> dict[str, Any]:
+        kind, tenant, period, meter = parse_aggregate_id(self.id)
+        return {
+            "_id": self.id,
+            "tenant_id": tenant,
+            "kind": kind,
+            "period": period,
+            "meter": meter,
+            "quantity": decimal_text(self.quantity),
+            "cost": decimal_text(self.cost),
+            "events": self.events,
+            "unique_users": self.unique_users,
+            "unique_projects": self.unique_projects,
+            "groups": {
+                dim: [
+                    {"k": k, "q": decimal_text(g.quantity), "c": decimal_text(g.cost), "n": g.events}
+                    for k, g in sorted(values.items())
+                ]
+                for dim, values in self.groups.items()
+            },
+            "pos": {str(p): o for p, o in self.positions.items()},
+            "v": self.version,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Aggregate:
+        return cls(
+            id=doc["_id"],
+            quantity=Decimal(doc["quantity"]),
+            cost=Decimal(doc["cost"]),
+            events=int(doc["events"]),
+            unique_users=int(doc["unique_users"]),
+            unique_projects=int(doc["unique_projects"]),
+            groups={
+                dim: {g["k"]: GroupTotal(Decimal(g["q"]), Decimal(g["c"]), int(g["n"])) for g in values}
+                for dim, values in doc.get("groups", {}).items()
+            },
+            positions={int(p): int(o) for p, o in doc.get("pos", {}).items()},
+            version=int(doc.get("v", 0)),
+        )
+
+
+def recompute(entries: Iterable[UsageEntry]) -> dict[str, Aggregate]:
+    """Ground truth straight from a set of distinct accepted entries (tests and reconciliation)."""
+    totals: dict[str, Aggregate] = {}
+    members: dict[str, set[str]] = {}
+    for entry in entries:
+        for agg_id in aggregate_ids(entry):
+            totals.setdefault(agg_id, Aggregate(agg_id)).add(entry, (0, 0))
+            members.setdefault(f"{agg_id}|u", set()).add(entry.user_id)
+            if entry.project_id:
+                members.setdefault(f"{agg_id}|p", set()).add(entry.project_id)
+    for agg_id, agg in totals.items():
+        agg.unique_users = len(members.get(f"{agg_id}|u", ()))
+        agg.unique_projects = len(members.get(f"{agg_id}|p", ()))
+    return totals
+
+
+def comparable(agg: Aggregate) -> tuple[Any, ...]:
+    """Everything an aggregate says about usage (not its positions or version)."""
+    groups = {
+        dim: {k: (g.quantity, g.cost, g.events) for k, g in values.items()}
+        for dim, values in agg.groups.items()
+    }
+    return (*agg.totals(), groups)
+
+
+# --- quotas ------------------------------------------------------------------------------------
+QuotaName = Literal["requests", "tokens", "storage"]
+MONTHLY_QUOTAS: tuple[QuotaName, ...] = ("requests", "tokens")
+
+
+def quota_state(used: Decimal, limit: int, warning_pct: int = 80) -> str:
+    """`ok`, `warning` (≥ warning_pct % of the limit) or `exceeded` (≥ 100 %); -1 means unlimited."""
+    if limit < 0:
+        return "ok"
+    if used >= limit:
+        return "exceeded"
+    if used * 100 >= Decimal(limit) * warning_pct:
+        return "warning"
+    return "ok"
+
+
+def storage_limit_mb(max_storage_gb: float) -> int:
+    return -1 if max_storage_gb < 0 else int(Decimal(str(max_storage_gb)) * 1024)

@@ -1,0 +1,327 @@
+"""Usage & analytics routes (internal; the gateway forwards the public /v1 paths verbatim)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from ailab_runtime.context import request_id_var
+from ailab_runtime.errors import ApiError, ErrorResponse
+from ailab_runtime.internal import Caller
+
+from ..application import queries
+from ..application.bulk import ingest_bulk
+from ..domain.model import GROUP_DIMENSIONS
+from ..wiring import UsageMeterServices
+from .schemas import BulkIngestResponse, BulkUsageRequest, DailyPage, DashboardOut, MonthlyPage
+
+router = APIRouter(tags=["usage"])
+admin = APIRouter(tags=["admin"])
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "Missing internal credential"},
+    422: {"model": ErrorResponse, "description": "Invalid input (details name the fields)"},
+}
+DAY = r"^\d{4}-\d{2}-\d{2}$"
+MONTH = r"^\d{4}-\d{2}$"
+GroupBy = Literal["provider", "model", "project", "agent"]
+ADMIN_ROLES = ("platform_admin", "system")
+
+
+def _services(request: Request) -> UsageMeterServices:
+    services: UsageMeterServices = request.app.state.runtime.extras["usage"]
+    return services
+
+
+def _invalid(field: str, message: str) -> ApiError:
+    return ApiError(422, "validation_error", message, [{"loc": ["query", field], "msg": message}])
+
+
+def _parse_day(value: str, field: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise _invalid(field, f"{value!r} is not a date (YYYY-MM-DD)") from exc
+
+
+def _parse_month(value: str, field: str) -> str:
+    if not re.match(MONTH, value) or not 1 <= int(value[5:]) <= 12:
+        raise _invalid(field, f"{value!r} is not a month (YYYY-MM)")
+    return value
+
+
+@router.post(
+    "/v1/tenants/{tenant_id}/usage/events",
+    status_code=202,
+    response_model=BulkIngestResponse,
+    summary="Ingest up to 1,000 usage events (each accepted or rejected on its own)",
+    responses={**ERRORS, 503: {"model": ErrorResponse, "description": "Kafka unavailable; nothing accepted"}},
+)
+async def ingest_usage_events(
+    tenant_id: str, body: Annotated[BulkUsageRequest, Body()], caller: Caller, request: Request
+) -> BulkIngestResponse | JSONResponse:
+    """Accepted events are durably on Kafka (acks=all) before the 202; rejected ones say why."""
+    services = _services(request)
+    try:
+        results = await ingest_bulk(
+            body.events,
+            tenant_id=tenant_id,
+            principal=caller.principal_id,
+            rules=services.rules,
+            publisher=services.publisher,
+            request_id=request_id_var.get(),
+        )
+    except services.publisher_errors as exc:
+        raise ApiError(
+            503, "kafka_unavailable", "usage events could not be stored; retry with the same ids"
+        ) from exc
+    accepted = sum(1 for r in results if r.status == "accepted")
+    return BulkIngestResponse.model_validate(
+        {
+            "accepted": accepted,
+            "rejected": len(results) - accepted,
+            "results": [
+                {
+                    "index": r.index,
+                    "event_id": r.client_event_id,
+                    "usage_event_id": r.event_id,
+                    "status": r.status,
+                    "reason": r.reason,
+                    "message": r.message,
+                }
+                for r in results
+            ],
+        }
+    )
+
+
+@router.get(
+    "/v1/tenants/{tenant_id}/usage/daily",
+    response_model=DailyPage,
+    summary="Daily usage per meter (days with usage, ascending)",
+    responses=ERRORS,
+)
+async def daily_usage(
+    tenant_id: str,
+    caller: Caller,
+    request: Request,
+    from_: Annotated[
+        str | None, Query(alias="from", description="First day, YYYY-MM-DD (default: to - 30 days)")
+    ] = None,
+    to: Annotated[str | None, Query(description="Last day, YYYY-MM-DD (default: today, UTC)")] = None,
+    meter: Annotated[str | None, Query(description="Only this meter")] = None,
+    group_by: Annotated[GroupBy | None, Query(description="Break each meter down by this dimension")] = None,
+    limit: Annotated[int, Query(ge=1, le=366)] = 31,
+    cursor: Annotated[str | None, Query()] = None,
+) -> dict[str, Any]:
+    last = _parse_day(to, "to") if to else datetime.now(UTC).date()
+    first = _parse_day(from_, "from") if from_ else last - timedelta(days=30)
+    if first > last:
+        raise _invalid("from", "from must not be after to")
+    if (last - first).days > 366:
+        raise _invalid("from", "at most 366 days per request")
+    _check_meter(meter)
+    if cursor is not None and not re.match(DAY, cursor):
+        raise ApiError(400, "invalid_cursor", "cursor is not valid", {"cursor": cursor})
+    items, next_cursor = await queries.daily(
+        _services(request).views,
+        tenant_id,
+        first.isoformat(),
+        last.isoformat(),
+        meter=meter,
+        group_by=group_by,
+        cursor=cursor,
+        limit=limit,
+    )
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@router.get(
+    "/v1/tenants/{tenant_id}/usage/monthly",
+    response_model=MonthlyPage,
+    summary="Monthly usage per meter (months with usage, ascending)",
+    responses=ERRORS,
+)
+async def monthly_usage(
+    tenant_id: str,
+    caller: Caller,
+    request: Request,
+    from_: Annotated[
+        str | None, Query(alias="from", description="First month, YYYY-MM (default: 11 months before to)")
+    ] = None,
+    to: Annotated[str | None, Query(description="Last month, YYYY-MM (default: this month, UTC)")] = None,
+    meter: Annotated[str | None, Query()] = None,
+    group_by: Annotated[GroupBy | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=120)] = 12,
+    cursor: Annotated[str | None, Query()] = None,
+) -> dict[str, Any]:
+    last = _parse_month(to, "to") if to else datetime.now(UTC).strftime("%Y-%m")
+    if from_:
+        first = _parse_month(from_, "from")
+    else:
+        year, mon = int(last[:4]), int(last[5:])
+        index = year * 12 + mon - 1 - 11
+        first = f"{index // 12:04d}-{index % 12 + 1:02d}"
+    if first > last:
+        raise _invalid("from", "from must not be after to")
+    _check_meter(meter)
+    if cursor is not None and not re.match(MONTH, cursor):
+        raise ApiError(400, "invalid_cursor", "cursor is not valid", {"cursor": cursor})
+    items, next_cursor = await queries.monthly(
+        _services(request).views,
+        tenant_id,
+        first,
+        last,
+        meter=meter,
+        group_by=group_by,
+        cursor=cursor,
+        limit=limit,
+    )
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@router.get(
+    "/v1/tenants/{tenant_id}/analytics/dashboard",
+    response_model=DashboardOut,
+    summary="This month's totals, top models and agents by cost, and the day series",
+    responses=ERRORS,
+)
+async def analytics_dashboard(
+    tenant_id: str,
+    caller: Caller,
+    request: Request,
+    month: Annotated[str | None, Query(description="YYYY-MM (default: this month, UTC)")] = None,
+    top: Annotated[int, Query(ge=1, le=50)] = 5,
+) -> dict[str, Any]:
+    if month is not None:
+        _parse_month(month, "month")
+    return await queries.dashboard(_services(request).views, tenant_id, month, top)
+
+
+def _check_meter(meter: str | None) -> None:
+    from ailab_contracts.events.usage import METERS
+
+    if meter is not None and meter not in METERS:
+        raise _invalid("meter", f"unknown meter {meter!r}; known: {', '.join(METERS)}")
+
+
+def _require_admin(caller: Any) -> None:
+    if caller.role not in ADMIN_ROLES:
+        raise ApiError(403, "forbidden", "platform_admin only")
+
+
+def _parse_instant(value: str, field: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise _invalid(field, f"{value!r} is not a date or an ISO 8601 time") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+EXPORT_COLUMNS = [
+    "event_id",
+    "tenant_id",
+    "timestamp",
+    "meter",
+    "quantity",
+    "cost_usd_estimate",
+    "user_id",
+    "project_id",
+    "agent_id",
+    "run_id",
+    "tool_id",
+    "provider",
+    "model",
+    "request_id",
+    "dimensions",
+]
+
+
+@admin.get(
+    "/v1/admin/usage/export",
+    summary="Stream the ledger's accepted events (CSV or JSON Lines), oldest first",
+    responses={
+        **ERRORS,
+        403: {"model": ErrorResponse, "description": "Not a platform admin"},
+        200: {"content": {"text/csv": {}, "application/x-ndjson": {}}, "description": "The events"},
+    },
+)
+async def export_usage(
+    caller: Caller,
+    request: Request,
+    from_: Annotated[str, Query(alias="from", description="Start (date or ISO time, inclusive)")],
+    to: Annotated[str, Query(description="End (date or ISO time, exclusive; a date means its end)")],
+    tenant_id: Annotated[str | None, Query(description="One tenant (default: all)")] = None,
+    format: Annotated[Literal["csv", "jsonl"], Query()] = "jsonl",
+) -> StreamingResponse:
+    _require_admin(caller)
+    start = _parse_instant(from_, "from")
+    end = _parse_instant(to, "to")
+    if re.match(DAY, to):
+        end += timedelta(days=1)
+    if start >= end:
+        raise _invalid("from", "from must be before to")
+    views = _services(request).views
+
+    def row(doc: dict[str, Any]) -> dict[str, Any]:
+        envelope = json.loads(doc["raw"])
+        return {"event_id": doc["_id"], **envelope["payload"]}
+
+    async def jsonl() -> AsyncIterator[bytes]:
+        async for doc in views.ledger(tenant_id, start, end):
+            yield (json.dumps(row(doc), separators=(",", ":")) + "\n").encode()
+
+    async def csv_rows() -> AsyncIterator[bytes]:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, EXPORT_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        async for doc in views.ledger(tenant_id, start, end):
+            data = row(doc)
+            data["dimensions"] = json.dumps(data.get("dimensions") or {}, separators=(",", ":"))
+            writer.writerow(data)
+            if buffer.tell() > 64 * 1024:
+                yield buffer.getvalue().encode()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue().encode()
+
+    name = f"usage-{tenant_id or 'all'}-{start.date()}-{end.date()}.{format}"
+    return StreamingResponse(
+        csv_rows() if format == "csv" else jsonl(),
+        media_type="text/csv" if format == "csv" else "application/x-ndjson",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+@admin.get(
+    "/v1/admin/usage/ingest-stats",
+    summary="This process's usage consumer counters (duplicates, dead letters, lag percentiles)",
+    responses={**ERRORS, 403: {"model": ErrorResponse, "description": "Not a platform admin"}},
+)
+async def ingest_stats(
+    caller: Caller,
+    request: Request,
+    reset_lag: Annotated[bool, Query(description="Clear the lag samples after reading them")] = False,
+) -> dict[str, Any]:
+    _require_admin(caller)
+    services = _services(request)
+    snapshot = services.consumer.stats.snapshot()
+    if reset_lag:
+        services.consumer.stats.lags_ms.clear()
+    return {
+        **snapshot,
+        "days_closed": services.closer.closed,
+        "quota_events": services.quotas.published,
+    }
+
+
+ROUTERS = [router, admin]
+__all__ = ["GROUP_DIMENSIONS", "ROUTERS"]

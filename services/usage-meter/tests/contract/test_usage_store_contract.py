@@ -1,0 +1,113 @@
+"""One contract for the UsageStore port, run against the in-memory fake (unit) and against
+MongoUsageStore on real FerretDB/MongoDB (integration), plus the ingestor's crash window on the real
+adapter: a batch that dies after its ledger insert is completed exactly once by its redelivery."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from tests.support.infra import Infra
+from usage_meter.adapters.memory_store import InMemoryUsageStore
+from usage_meter.adapters.mongo_store import MongoUsageStore, ensure_indexes
+from usage_meter.application.ingest import CrashForTest, UsageIngestor
+from usage_meter.application.ports import UsageStore
+from usage_meter.domain.model import Aggregate, Delivery, UsageEntry, comparable, recompute
+
+NOW = datetime(2026, 11, 27, 12, tzinfo=UTC)
+
+
+def entry(n: int, tenant: str = "acme", user: str = "u1") -> UsageEntry:
+    return UsageEntry(
+        event_id=f"ev-{n}",
+        tenant_id=tenant,
+        user_id=user,
+        meter="tokens_in",
+        quantity=Decimal(n),
+        cost=Decimal("0.001"),
+        timestamp=NOW,
+        provider="openai",
+        model="gpt-4.1",
+        project_id="p1",
+    )
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("memory", marks=pytest.mark.unit),
+        pytest.param("mongo", marks=pytest.mark.integration),
+    ]
+)
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[UsageStore]:
+    if request.param == "memory":
+        yield InMemoryUsageStore()
+        return
+    infra: Infra = request.getfixturevalue("infra")
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(infra.mongodb_uri, tz_aware=True)
+    db = client[f"test_usage_store_{uuid.uuid4().hex[:8]}"]
+    await ensure_indexes(db)
+    try:
+        yield MongoUsageStore(db)
+    finally:
+        await client.drop_database(db.name)
+        await client.close()
+
+
+async def test_ledger_claim_returns_the_first_stamp_of_each_event(store: UsageStore) -> None:
+    first = [Delivery(0, 1, entry(1)), Delivery(0, 2, entry(2)), Delivery(0, 3, entry(1))]
+    assert await store.claim_ledger(first) == {"ev-1": (0, 1), "ev-2": (0, 2)}
+    again = [Delivery(0, 2, entry(2)), Delivery(1, 9, entry(3)), Delivery(2, 5, entry(1))]
+    assert await store.claim_ledger(again) == {"ev-2": (0, 2), "ev-3": (1, 9), "ev-1": (0, 1)}
+
+
+async def test_members_are_insert_only_and_remember_their_owner(store: UsageStore) -> None:
+    assert await store.claim_members({"k1": ("acme", (0, 1)), "k2": ("acme", (0, 2))}) == {
+        "k1": (0, 1),
+        "k2": (0, 2),
+    }
+    assert await store.claim_members({"k1": ("acme", (0, 7)), "k3": ("acme", (0, 8))}) == {
+        "k1": (0, 1),
+        "k3": (0, 8),
+    }
+
+
+async def test_aggregates_are_version_guarded(store: UsageStore) -> None:
+    agg = Aggregate("d|acme|2026-11-27|tokens_in")
+    agg.add(entry(5), (0, 1), ["unique_users"])
+    assert await store.save_aggregate(agg)
+    assert agg.version == 1
+    stale = Aggregate("d|acme|2026-11-27|tokens_in")  # version 0: someone else's view
+    assert not await store.save_aggregate(stale)
+    loaded = (await store.load_aggregates([agg.id]))[agg.id]
+    assert comparable(loaded) == comparable(agg) and loaded.positions == {0: 1} and loaded.version == 1
+    loaded.add(entry(7), (0, 2))
+    assert await store.save_aggregate(loaded)
+    assert not await store.save_aggregate(agg)  # still at version 1
+    assert (await store.load_aggregates([agg.id]))[agg.id].quantity == Decimal(12)
+
+
+@pytest.mark.parametrize("crash_after", [0, 1, 2])
+async def test_a_batch_killed_mid_write_is_completed_exactly_once_by_its_redelivery(
+    store: UsageStore, crash_after: int
+) -> None:
+    deliveries = [
+        Delivery(0, i, entry(i, tenant=t, user=u))
+        for i, (t, u) in enumerate([("acme", "u1"), ("acme", "u2"), ("globex", "u1"), ("acme", "u1")])
+    ]
+    close = timedelta(hours=1)
+    with pytest.raises(CrashForTest):
+        await UsageIngestor(store, day_close_after=close, crash_after_writes=crash_after).apply(deliveries)
+    # Redelivery from the committed offset, in two smaller batches, plus a republished copy.
+    ingestor = UsageIngestor(store, day_close_after=close)
+    await ingestor.apply(deliveries[:1])
+    result = await ingestor.apply([*deliveries[1:], Delivery(0, 10, entry(2, tenant="globex"))])
+    assert result.duplicates == 1
+    truth = recompute(d.entry for d in deliveries)
+    stored = await store.load_aggregates(list(truth))
+    assert {k: comparable(v) for k, v in stored.items()} == {k: comparable(v) for k, v in truth.items()}
