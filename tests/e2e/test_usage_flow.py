@@ -122,7 +122,10 @@ def test_bulk_ingestion_rejects_the_bad_event_and_counts_the_rest_once(system: S
     )
     assert daily_meters(owner, tenant_id)["egress_mb"]["events"] == 2, "each event id counted once"
     # the platform admin exports the accepted events of the tenant (JSON lines)
-    export = admin.get("/v1/admin/usage/export", params={"tenant_id": tenant_id, "format": "jsonl"})
+    export = admin.get(
+        "/v1/admin/usage/export",
+        params={"tenant_id": tenant_id, "from": today(), "to": today(), "format": "jsonl"},
+    )
     assert export.status_code == 200, export.text
     assert export.text.count("egress_mb") == 2
 

@@ -75,3 +75,6 @@ async def test_only_current_hard_quotas_block(mongo_db: AsyncDatabase[dict[str, 
     await book.apply(change(2, "exceeded", quota="tokens"))
     blocked = await book.exceeded("acme", NOW)
     assert blocked is not None and blocked.quota == "tokens"
+    storage = await book.exceeded("acme", NOW, ("storage",))  # what stops uploads
+    assert storage is not None and storage.period == "current"
+    assert storage.error(NOW).message == "storage quota of the plan is used up (1000 of 1000)"

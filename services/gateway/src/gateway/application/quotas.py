@@ -24,9 +24,10 @@ from ailab_contracts.events.usage import QuotaStateChanged
 from ailab_runtime.consumer import Handler
 from ailab_runtime.errors import ApiError
 
-# Quotas whose exhaustion stops new provider work (storage, users and projects are checked where
-# those things are created).
-HARD_QUOTAS = ("requests", "tokens")
+# Quotas whose exhaustion stops new provider work, and the one that stops new uploads (users and
+# projects are checked where those are created).
+PROVIDER_WORK_QUOTAS = ("requests", "tokens")
+STORAGE_QUOTAS = ("storage",)
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,8 @@ class ExceededQuota:
         return ApiError(
             429,
             "quota_exceeded",
-            f"monthly {self.quota} quota of the plan is used up ({self.used} of {self.limit})",
+            f"{'monthly ' if self.period != 'current' else ''}{self.quota} quota of the plan is used up "
+            f"({self.used} of {self.limit})",
             {
                 "meter": self.quota,
                 "limit": self.limit,
@@ -83,14 +85,16 @@ class QuotaBook:
     async def states(self, tenant_id: str) -> list[dict[str, Any]]:
         return [doc async for doc in self._states.find({"tenant_id": tenant_id}).sort("_id", 1)]
 
-    async def exceeded(self, tenant_id: str, now: datetime) -> ExceededQuota | None:
-        """The first hard quota of the tenant that is used up in the current month, if any."""
+    async def exceeded(
+        self, tenant_id: str, now: datetime, quotas: tuple[str, ...] = PROVIDER_WORK_QUOTAS
+    ) -> ExceededQuota | None:
+        """The first of `quotas` the tenant has used up (a monthly one: in the current month)."""
         current_month = now.strftime("%Y-%m")
         cursor = self._states.find(
-            {"tenant_id": tenant_id, "quota": {"$in": list(HARD_QUOTAS)}, "state": "exceeded"}
+            {"tenant_id": tenant_id, "quota": {"$in": list(quotas)}, "state": "exceeded"}
         )
         async for doc in cursor:
-            if doc["limit"] < 0 or doc["period"] != current_month:
+            if doc["limit"] < 0 or doc["period"] not in (current_month, "current"):
                 continue  # unlimited, or a month that is over
             return ExceededQuota(
                 quota=doc["quota"],

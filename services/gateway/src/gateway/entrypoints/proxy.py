@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from ailab_runtime.errors import ErrorResponse
 
+from ..application.quotas import PROVIDER_WORK_QUOTAS, STORAGE_QUOTAS
 from ..application.tokens import Principal
 from ..domain.roles import Permission
 from .deps import require, tenant_scope
@@ -135,6 +136,13 @@ ADMIN_ROUTES: list[tuple[str, str, Permission, str, str]] = [
     ),
     (
         "GET",
+        "/v1/admin/usage/ingest-stats",
+        Permission.ADMIN_SYSTEM,
+        "Usage ingestion counters: duplicates, dead letters, consumer lag",
+        "usage-meter",
+    ),
+    (
+        "GET",
         "/v1/admin/billing/reconcile",
         Permission.ADMIN_SYSTEM,
         "Usage-meter totals vs billing's rating vs what Stripe received, per tenant",
@@ -142,9 +150,13 @@ ADMIN_ROUTES: list[tuple[str, str, Permission, str, str]] = [
     ),
 ]
 
-# Routes that start provider work: refused with 429 `quota_exceeded` once a hard monthly quota is
-# used up, before anything reaches a provider.
-QUOTA_GUARDED = {("POST", f"{T}/runs"), ("POST", f"{T}/experiments/{{experiment_id}}/start")}
+# Routes refused with 429 `quota_exceeded` once one of the plan's quotas is used up: provider work
+# (monthly requests and tokens) before anything reaches a provider, and uploads (storage).
+QUOTA_GUARDED: dict[tuple[str, str], tuple[str, ...]] = {
+    ("POST", f"{T}/runs"): PROVIDER_WORK_QUOTAS,
+    ("POST", f"{T}/experiments/{{experiment_id}}/start"): PROVIDER_WORK_QUOTAS,
+    ("POST", f"{T}/datasets/{{dataset_id}}/upload"): STORAGE_QUOTAS,
+}
 
 # Which service serves each tenant-scoped forwarded route, and the OpenAPI tag it is listed under.
 FORWARDED: list[tuple[str, str, list[tuple[str, str, Permission, str]]]] = [
@@ -165,14 +177,14 @@ def routes_of(service: str) -> list[tuple[str, str]]:
 
 
 def _forwarder(
-    permission: Permission, service: str, quota_guarded: bool = False
+    permission: Permission, service: str, quotas: tuple[str, ...] = ()
 ) -> Callable[..., Awaitable[Response]]:
     async def forward(
         request: Request, principal: Annotated[Principal, Depends(tenant_scope(permission))]
     ) -> Response:
-        if quota_guarded:
+        if quotas:
             now = datetime.now(UTC)
-            exceeded = await request.app.state.quotas.exceeded(request.path_params["tenant_id"], now)
+            exceeded = await request.app.state.quotas.exceeded(request.path_params["tenant_id"], now, quotas)
             if exceeded is not None:
                 raise exceeded.error(now)
         # Bodies stream both ways (dataset files can be large): nothing is held whole in memory.
@@ -197,7 +209,7 @@ def forwarding_router() -> APIRouter:
     errors = {s: {"model": ErrorResponse} for s in (401, 403, 404, 409, 412, 422, 429, 503)}
     for service, tag, table in FORWARDED:
         for method, path, permission, summary in table:
-            guarded = (method, path) in QUOTA_GUARDED
+            guarded = QUOTA_GUARDED.get((method, path), ())
             router.add_api_route(
                 path,
                 _forwarder(permission, service, guarded),
@@ -207,7 +219,11 @@ def forwarding_router() -> APIRouter:
                 responses=errors,
                 name=f"{method.lower()}:{path}",
                 description=f"Requires permission `{permission.value}`. Forwarded to {service}."
-                + (" Refused with 429 `quota_exceeded` when a monthly quota is used up." if guarded else ""),
+                + (
+                    f" Refused with 429 `quota_exceeded` when the {'/'.join(guarded)} quota is used up."
+                    if guarded
+                    else ""
+                ),
             )
     for method, path, permission, summary, service in ADMIN_ROUTES:
         router.add_api_route(
