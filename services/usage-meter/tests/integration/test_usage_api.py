@@ -276,3 +276,45 @@ async def test_bad_input_is_a_422_naming_the_field(meter: Meter) -> None:
     assert bad_group.status_code == 422
     empty = await meter.daily(t)
     assert empty == {"items": [], "next_cursor": None}
+
+
+async def test_a_platform_admin_closes_today_early_and_billing_gets_its_totals(meter: Meter) -> None:
+    t = tenant()
+    today = meter.today_start.strftime("%Y-%m-%d")
+    admin = {"X-Principal-Role": "platform_admin", "X-Principal-Id": "usr_admin"}
+    path = "/v1/admin/usage/days/close"
+    forbidden = await meter.client.post(path, json={"tenant_id": t, "day": today})
+    assert forbidden.status_code == 403
+    nothing = await meter.client.post(path, json={"tenant_id": t, "day": today}, headers=admin)
+    assert nothing.status_code == 404, nothing.text
+    await meter.ingest(
+        t, [{"event_id": "x1", "meter": "tokens_out", "quantity": "42", "timestamp": now_iso()}]
+    )
+
+    async def counted() -> bool:
+        reply = await meter.client.get(f"/v1/tenants/{t}/usage/daily", params={"from": today, "to": today})
+        items = reply.json()["items"]
+        return bool(items) and items[0]["meters"].get("tokens_out", {}).get("quantity") == "42"
+
+    await meter.until(counted, what="today's usage counted")
+    asked = await meter.client.post(path, json={"tenant_id": t, "day": today}, headers=admin)
+    assert asked.status_code == 202 and asked.json()["status"] == "requested", asked.text
+    async def closed_event() -> list[dict[str, Any]]:
+        found = await meter.usage_events("usage.DailyUsageClosed", 1, timeout_s=5)
+        return [e for e in found if e["tenant_id"] == t]
+
+    mine = await meter.until(closed_event, what="usage.DailyUsageClosed of today")
+    assert [e["payload"]["day"] for e in mine] == [today]
+    assert mine[0]["payload"]["meters"]["tokens_out"]["quantity"] == "42"
+
+    async def shown_closed() -> bool:
+        reply = await meter.client.get(f"/v1/tenants/{t}/usage/daily", params={"from": today, "to": today})
+        return bool(reply.json()["items"][0]["closed"])
+
+    await meter.until(shown_closed, what="the day shown closed")
+    again = await meter.client.post(path, json={"tenant_id": t, "day": today}, headers=admin)
+    assert again.status_code == 202 and again.json()["status"] == "closed"
+    future = (meter.today_start + timedelta(days=2)).strftime("%Y-%m-%d")
+    assert (
+        await meter.client.post(path, json={"tenant_id": t, "day": future}, headers=admin)
+    ).status_code == 422

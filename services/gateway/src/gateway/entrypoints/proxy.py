@@ -135,6 +135,13 @@ ADMIN_ROUTES: list[tuple[str, str, Permission, str, str]] = [
         "usage-meter",
     ),
     (
+        "POST",
+        "/v1/admin/usage/days/close",
+        Permission.ADMIN_SYSTEM,
+        "Close a tenant's day now (its totals become final and billable)",
+        "usage-meter",
+    ),
+    (
         "GET",
         "/v1/admin/usage/ingest-stats",
         Permission.ADMIN_SYSTEM,

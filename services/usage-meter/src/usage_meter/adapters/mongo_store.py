@@ -24,6 +24,7 @@ DAY_SYNC = "usage_day_sync"
 TENANT_LIMITS = "tenant_limits"
 QUOTA_STATES = "quota_states"
 WATERMARKS = "consumer_watermarks"
+CLOSE_REQUESTS = "day_close_requests"  # days an operator asked to close before their window ends
 
 Doc = dict[str, Any]
 

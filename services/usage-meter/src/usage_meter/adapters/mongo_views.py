@@ -11,7 +11,17 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from .mongo_store import AGGREGATES, DAY_SYNC, DAYS, LEDGER, MEMBERS, QUOTA_STATES, TENANT_LIMITS, WATERMARKS
+from .mongo_store import (
+    AGGREGATES,
+    CLOSE_REQUESTS,
+    DAY_SYNC,
+    DAYS,
+    LEDGER,
+    MEMBERS,
+    QUOTA_STATES,
+    TENANT_LIMITS,
+    WATERMARKS,
+)
 
 Doc = dict[str, Any]
 
@@ -55,6 +65,33 @@ class MongoUsageViews:
     async def closable_days(self, until: datetime, limit: int = 500) -> list[Doc]:
         cursor = self._db[DAYS].find({"closed": False, "close_after": {"$lte": until}}).limit(limit)
         return [d async for d in cursor]
+
+    async def day(self, tenant_id: str, day: str) -> Doc | None:
+        return await self._db[DAYS].find_one({"_id": f"{tenant_id}|{day}", "tenant_id": tenant_id})
+
+    async def request_close(self, tenant_id: str, day: str, requested_at: datetime, by: str) -> Doc:
+        """Ask the day closer to close a day now (insert-only; asking twice keeps the first ask)."""
+        doc = {
+            "_id": f"{tenant_id}|{day}",
+            "tenant_id": tenant_id,
+            "day": day,
+            "requested_at": requested_at,
+            "by": by,
+        }
+        try:
+            await self._db[CLOSE_REQUESTS].insert_one(doc)
+        except DuplicateKeyError:
+            found = await self._db[CLOSE_REQUESTS].find_one({"_id": doc["_id"]})
+            return found or doc
+        return doc
+
+    async def close_requests(self, until: datetime, limit: int = 500) -> list[Doc]:
+        """Requests made before `until` (everything published before them has been consumed)."""
+        cursor = self._db[CLOSE_REQUESTS].find({"requested_at": {"$lte": until}}).limit(limit)
+        return [d async for d in cursor]
+
+    async def drop_close_request(self, tenant_id: str, day: str) -> None:
+        await self._db[CLOSE_REQUESTS].delete_one({"_id": f"{tenant_id}|{day}"})
 
     async def mark_closed(self, tenant_id: str, day: str, closed_at: datetime) -> None:
         await self._db[DAYS].update_one(

@@ -152,7 +152,8 @@ class QuotaEvaluator:
 
 class DayCloser:
     """Closes tenant days whose late-arrival window has passed *and* whose events are all consumed
-    (the consumer group's watermark is past the close time), publishing `usage.DailyUsageClosed`."""
+    (the consumer group's watermark is past the close time), publishing `usage.DailyUsageClosed`;
+    also days a platform admin asked to close early, once the watermark is past the request."""
 
     def __init__(self, views: Any, recorder: EventRecorder, group: str, clock: Clock = utc_now) -> None:
         self._views = views
@@ -168,31 +169,40 @@ class DayCloser:
         until = min(watermark, self._clock())
         count = 0
         for day_doc in await self._views.closable_days(until):
-            tenant, day = day_doc["tenant_id"], day_doc["day"]
-            docs = await self._views.aggregates(tenant, "d", day, day)
-            now = self._clock()
-            event = DailyUsageClosed(
-                tenant_id=tenant,
-                day=day,
-                meters={
-                    d["meter"]: MeterTotal(
-                        quantity=Decimal(d["quantity"]),
-                        cost_usd_estimate=Decimal(d["cost"]),
-                        events=d["events"],
-                        unique_users=d["unique_users"],
-                        unique_projects=d["unique_projects"],
-                    )
-                    for d in docs
-                },
-                closed_at=now,
-            )
-            await self._recorder.record_once(
-                f"usage-day:{tenant}:{day}", 0, tenant, event
-            )  # False: closed before
-            await self._views.mark_closed(tenant, day, now)
+            await self._close(day_doc["tenant_id"], day_doc["day"])
             count += 1
+        # Days an operator closed early: once everything published before the request is applied.
+        for request in await self._views.close_requests(until):
+            day_doc = await self._views.day(request["tenant_id"], request["day"])
+            if day_doc is not None and not day_doc.get("closed"):
+                await self._close(request["tenant_id"], request["day"])
+                count += 1
+            await self._views.drop_close_request(request["tenant_id"], request["day"])
         self.closed += count
         return count
+
+    async def _close(self, tenant: str, day: str) -> None:
+        docs = await self._views.aggregates(tenant, "d", day, day)
+        now = self._clock()
+        event = DailyUsageClosed(
+            tenant_id=tenant,
+            day=day,
+            meters={
+                d["meter"]: MeterTotal(
+                    quantity=Decimal(d["quantity"]),
+                    cost_usd_estimate=Decimal(d["cost"]),
+                    events=d["events"],
+                    unique_users=d["unique_users"],
+                    unique_projects=d["unique_projects"],
+                )
+                for d in docs
+            },
+            closed_at=now,
+        )
+        await self._recorder.record_once(
+            f"usage-day:{tenant}:{day}", 0, tenant, event
+        )  # False: closed before
+        await self._views.mark_closed(tenant, day, now)
 
 
 async def periodic(

@@ -21,7 +21,15 @@ from ..application import queries
 from ..application.bulk import ingest_bulk
 from ..domain.model import GROUP_DIMENSIONS
 from ..wiring import UsageMeterServices
-from .schemas import BulkIngestResponse, BulkUsageRequest, DailyPage, DashboardOut, MonthlyPage
+from .schemas import (
+    BulkIngestResponse,
+    BulkUsageRequest,
+    DailyPage,
+    DashboardOut,
+    DayCloseOut,
+    DayCloseRequest,
+    MonthlyPage,
+)
 
 router = APIRouter(tags=["usage"])
 admin = APIRouter(tags=["admin"])
@@ -325,3 +333,34 @@ async def ingest_stats(
 
 ROUTERS = [router, admin]
 __all__ = ["GROUP_DIMENSIONS", "ROUTERS"]
+
+
+@admin.post(
+    "/v1/admin/usage/days/close",
+    status_code=202,
+    response_model=DayCloseOut,
+    summary="Close a tenant's day now, before its late-arrival window ends (e.g. to invoice at once)",
+    description="The day's totals become final and are published as `usage.DailyUsageClosed` (billing "
+    "charges them) as soon as everything published before this request is applied. Usage of that day "
+    "that still arrives later is counted in the usage views but not charged: reconciliation lists it.",
+    responses={
+        **ERRORS,
+        403: {"model": ErrorResponse, "description": "Not a platform admin"},
+        404: {"model": ErrorResponse, "description": "No usage recorded for the tenant on that day"},
+    },
+)
+async def close_day_early(caller: Caller, request: Request, body: DayCloseRequest) -> DayCloseOut:
+    _require_admin(caller)
+    day = _parse_day(body.day, "day")
+    if day > datetime.now(UTC).date():
+        raise ApiError(
+            422, "validation_error", "a day in the future cannot be closed", [{"loc": ["body", "day"]}]
+        )
+    views = _services(request).views
+    found = await views.day(body.tenant_id, body.day)
+    if found is None:
+        raise ApiError(404, "not_found", f"no usage recorded for tenant {body.tenant_id} on {body.day}")
+    if found.get("closed"):
+        return DayCloseOut(tenant_id=body.tenant_id, day=body.day, status="closed")
+    await views.request_close(body.tenant_id, body.day, datetime.now(UTC), caller.principal_id)
+    return DayCloseOut(tenant_id=body.tenant_id, day=body.day, status="requested")

@@ -128,3 +128,19 @@ class DashboardOut(BaseModel):
     top_models: list[TopEntry]
     top_agents: list[TopEntry]
     days: list[DayPoint]
+
+
+class DayCloseRequest(BaseModel):
+    tenant_id: str = Field(min_length=1, examples=["acme"])
+    day: str = Field(
+        pattern=r"^\d{4}-\d{2}-\d{2}$", description="UTC day, YYYY-MM-DD.", examples=["2026-11-27"]
+    )
+
+
+class DayCloseOut(BaseModel):
+    tenant_id: str = Field(examples=["acme"])
+    day: str = Field(examples=["2026-11-27"])
+    status: Literal["requested", "closed"] = Field(
+        description="`requested`: the day closer publishes `usage.DailyUsageClosed` once everything "
+        "published before the request is applied (seconds); `closed`: it already was."
+    )
