@@ -42,12 +42,12 @@ lint: ## ruff, and import-linter's architecture contracts (pyproject.toml)
 	@$(UV) run --frozen lint-imports
 
 rebuild-projections: ## replay each service's event store into fresh read models
-	@for pkg in gateway agent_registry billing; do $(UV) run --frozen python -m $$pkg rebuild-projections; done
+	@for pkg in gateway agent_registry billing usage_meter run_executor; do $(UV) run --frozen python -m $$pkg rebuild-projections; done
 
 bench: install ## benchmarks (starts the infrastructure if needed); results in bench/results/*.json
 	@started=0; if ! bash scripts/infra/status.sh >/dev/null 2>&1; then AILAB_PG_FAST=1 bash scripts/infra/up.sh || exit 1; started=1; fi; \
 	set -a; source .data/infra.env; set +a; \
-	$(UV) run --frozen python bench/run_executor_bench.py; rc=$$?; \
+	$(UV) run --frozen python bench/run_executor_bench.py && $(UV) run --frozen python bench/usage_meter_bench.py; rc=$$?; \
 	if [ $$started = 1 ]; then bash scripts/infra/down.sh; fi; exit $$rc
 
 test-unit: install ## unit tests only (no infrastructure)
