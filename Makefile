@@ -54,13 +54,15 @@ test-unit: install ## unit tests only (no infrastructure)
 	@$(UV) run --frozen pytest -m unit -q
 
 # make test: installs, starts the infrastructure (if it was not running), runs unit, integration and
-# e2e tests, and stops what it started.
+# e2e tests, and stops what it started. USAGE_FAULT_KAFKA_RESTART=1: the usage-meter's fault test
+# restarts this stack's Kafka broker under load (before the e2e tests start their system).
 test: install ## set up everything and run all tests (unit, integration, e2e)
 	@set -o pipefail; started=0; \
 	if ! bash scripts/infra/status.sh >/dev/null 2>&1; then \
 	  AILAB_PG_FAST=1 bash scripts/infra/up.sh || exit 1; started=1; \
 	else echo "[test] infrastructure already running; using it"; fi; \
 	set -a; source .data/infra.env; set +a; \
-	$(UV) run --frozen pytest -q -p no:cacheprovider libs services tests; rc=$$?; \
+	AILAB_DATA_DIR=$(CURDIR)/.data AILAB_PG_FAST=1 USAGE_FAULT_KAFKA_RESTART=1 \
+	  $(UV) run --frozen pytest -q -p no:cacheprovider libs services tests; rc=$$?; \
 	if [ $$started = 1 ]; then bash scripts/infra/down.sh; fi; \
 	exit $$rc
