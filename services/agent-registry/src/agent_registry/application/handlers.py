@@ -24,6 +24,7 @@ from ..domain.commands import (
     UpdateAgentVersion,
     UpdateProject,
 )
+from ..domain.lifecycle import fold
 from ..domain.model import Agent, AgentVersion, Project
 from .ports import RegistryPorts
 
@@ -43,7 +44,7 @@ async def _record(
     envelopes = await ports.recorder.record(
         stream_id=stream_id, expected_version=expected_version, tenant_id=tenant_id, events=events
     )
-    new_state: S = model.fold(evolve, state, tenant_id, zip(envelopes, events, strict=True))
+    new_state: S = fold(evolve, state, tenant_id, zip(envelopes, events, strict=True))
     return new_state
 
 

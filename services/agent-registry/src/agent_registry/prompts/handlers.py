@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from ..application.ports import ListFilter
 from ..domain.errors import NotFound
-from ..domain.model import fold
+from ..domain.lifecycle import fold
 from . import diff as prompt_diff
 from . import domain, template
 from .domain import (

@@ -16,7 +16,7 @@ from datetime import timedelta
 
 from pydantic import BaseModel
 
-from ..domain.model import fold
+from ..domain.lifecycle import fold
 from . import domain
 from .domain import CreateTool, DeleteTool, Tool, ToolNameTaken, UpdateTool, name_key
 from .ports import NameClaim, ToolFilter, ToolPorts
