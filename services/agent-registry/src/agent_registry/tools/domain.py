@@ -8,7 +8,7 @@ Name uniqueness is not decided here: it is enforced by an insert-only claim docu
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -16,9 +16,10 @@ from pydantic import BaseModel, ValidationError
 
 from ailab_contracts.events.tools import ToolCreated, ToolDefinition, ToolDeleted, ToolUpdated
 
+from ..domain import lifecycle
 from ..domain.commands import Precondition
-from ..domain.errors import NotFound, RegistryError
-from ..domain.model import DELETED, EventMeta, normalize_tags
+from ..domain.errors import RegistryError
+from ..domain.lifecycle import DELETED, EventMeta, normalize_tags
 from ..domain.values import storage_problems
 from .validation import BUILTINS, DEFAULT_TIMEOUT_MS, EMPTY_PARAMETERS, definition_problems, normalize_host
 
@@ -136,7 +137,6 @@ def _definition_of(event: ToolDefinition) -> dict[str, Any]:
 
 
 def evolve_tool(state: Tool | None, tenant_id: str, event: BaseModel, meta: EventMeta) -> Tool | None:
-    at, position = meta.occurred_at, meta.stream_version
     if isinstance(event, ToolCreated):
         if state is not None:
             return state
@@ -144,20 +144,14 @@ def evolve_tool(state: Tool | None, tenant_id: str, event: BaseModel, meta: Even
             id=event.tool_id,
             tenant_id=tenant_id,
             **_definition_of(event),
-            created_at=at,
-            updated_at=at,
-            created_by=event.created_by,
-            updated_by=event.created_by,
-            version=position,
+            **lifecycle.stamps(meta, event.created_by),
         )
     if state is None:
         return None
     if isinstance(event, ToolUpdated):
-        return replace(
-            state, **_definition_of(event), updated_at=at, updated_by=event.updated_by, version=position
-        )
+        return lifecycle.touched(state, meta, event.updated_by, **_definition_of(event))
     if isinstance(event, ToolDeleted):
-        return replace(state, status=DELETED, updated_at=at, updated_by=event.deleted_by, version=position)
+        return lifecycle.touched(state, meta, event.deleted_by, status=DELETED)
     return None
 
 
@@ -165,9 +159,7 @@ def evolve_tool(state: Tool | None, tenant_id: str, event: BaseModel, meta: Even
 
 
 def require_live(tool: Tool | None, tool_id: str) -> Tool:
-    if tool is None or tool.deleted:
-        raise NotFound("tool", tool_id)
-    return tool
+    return lifecycle.require_live(tool, "tool", tool_id)
 
 
 def _normalized(definition: dict[str, Any]) -> dict[str, Any]:
