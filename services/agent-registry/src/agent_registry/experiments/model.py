@@ -511,10 +511,3 @@ def decide_start(
         }
     )
     return started
-
-
-def fold(
-    state: Experiment | None, tenant_id: str, recorded: Iterable[tuple[Any, BaseModel]]
-) -> Experiment | None:
-    folded: Experiment | None = lifecycle.fold(evolve_experiment, state, tenant_id, recorded)
-    return folded
