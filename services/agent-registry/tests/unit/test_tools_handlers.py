@@ -114,12 +114,12 @@ async def test_rename_and_delete_free_the_name(ports: ToolPorts, claims: InMemor
 async def test_a_failed_record_releases_the_claim(
     ports: ToolPorts, fake: InMemoryTools, claims: InMemoryNameClaims
 ) -> None:
-    fake.fail_next_record = True
+    fake.fail_next_record = ApiError(409, "conflict", "simulated concurrent write")
     with pytest.raises(ApiError):
         await handlers.create_tool(CreateTool(T, "u1", HTTP), ports)
     assert claims.claims == {}
     tool = await handlers.create_tool(CreateTool(T, "u1", {**HTTP, "name": "a"}), ports)
-    fake.fail_next_record = True
+    fake.fail_next_record = ApiError(409, "conflict", "simulated concurrent write")
     with pytest.raises(ApiError):
         await handlers.update_tool(UpdateTool(T, tool.id, "u1", {"name": "b"}), ports)
     assert set(claims.claims) == {(T, "a")}
