@@ -10,14 +10,13 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Header, Path, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect
 
 from ailab_contracts.events.registry import EntityStatus
 from ailab_runtime.context import request_id_var
-from ailab_runtime.errors import error_response
 from ailab_runtime.idempotency import StoredResponse
 from ailab_runtime.internal import Caller
 from ailab_runtime.pagination import DEFAULT_LIMIT, Page
@@ -31,7 +30,6 @@ from .model import (
     MEDIA_TYPES,
     PLAN_UPLOAD_LIMITS,
     CreateDataset,
-    DatasetError,
     DeleteDataset,
     UnsupportedFormat,
     UpdateDataset,
@@ -416,9 +414,3 @@ async def get_dataset_file(
     """`schema.json` at `tenants/{tenant}/datasets/{dataset}/`: `dataset_id`, `upload_id`, `format`,
     `row_count`, `fields` (name, types, nullable, required, example) and `truncated`."""
     return JSONResponse(content=await queries.get_file(ports, tenant_id, dataset_id, name))
-
-
-def install_error_handler(app: FastAPI) -> None:
-    @app.exception_handler(DatasetError)
-    async def _dataset_error(_: Request, exc: DatasetError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.details)

@@ -56,11 +56,13 @@ def parse_if_match(value: str | None) -> Precondition | None:
 
 
 def install_registry_error_handler(app: FastAPI) -> None:
-    """Answer domain errors in the shared error shape."""
+    """Answer domain errors in the shared error shape: the core's with the status of the table above,
+    a feature area's (prompts, tools, datasets, experiments) with the `status` its class declares."""
 
     @app.exception_handler(RegistryError)
     async def _registry_error(_: Request, exc: RegistryError) -> JSONResponse:
-        return error_response(_STATUS.get(type(exc), 400), exc.code, exc.message, exc.details)
+        status = _STATUS.get(type(exc)) or getattr(exc, "status", 400)
+        return error_response(status, exc.code, exc.message, exc.details)
 
 
 _UNAUTHORIZED = "Missing or invalid internal service credential (`unauthorized`)."

@@ -7,7 +7,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from ailab_runtime.errors import error_response
 from ailab_runtime.idempotency import StoredResponse
 from ailab_runtime.internal import Caller
 from ailab_runtime.pagination import DEFAULT_LIMIT, Page
@@ -18,7 +17,6 @@ from ..entrypoints import http
 from ..entrypoints.params import Cursor, IdempotencyKey, IfMatch, Limit, StatusFilter, TagFilter, TenantId
 from . import handlers
 from .commands import CreateExperiment, StartExperiment, UpdateExperiment
-from .errors import ExperimentRuleError
 from .mongo import MongoExperimentReferences, MongoExperimentViews
 from .ports import ExperimentFilter, ExperimentPorts
 from .schemas import ExperimentCreate, ExperimentOut, ExperimentResultsOut, ExperimentUpdate, RunStatusOut
@@ -267,17 +265,13 @@ async def experiment_results(
 
 
 def install(app: FastAPI) -> None:
-    """Wire the ports over the runtime and answer experiment rule errors in the shared shape."""
+    """Wire the ports over the runtime (experiment rule errors are answered with the registry's)."""
     runtime: Runtime = app.state.runtime
     app.state.experiment_ports = ExperimentPorts(
         views=MongoExperimentViews(runtime.db),
         references=MongoExperimentReferences(runtime.db),
         recorder=RuntimeEventRecorder(runtime),
     )
-
-    @app.exception_handler(ExperimentRuleError)
-    async def _experiment_error(_: Request, exc: ExperimentRuleError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.details)
 
 
 ROUTERS = (router,)
