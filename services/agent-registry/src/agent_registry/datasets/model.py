@@ -29,7 +29,7 @@ from ailab_contracts.events.usage import UsageRecorded
 from ..domain import lifecycle
 from ..domain.commands import Precondition
 from ..domain.errors import RegistryError
-from ..domain.lifecycle import DELETED, EventMeta, normalize_tags
+from ..domain.lifecycle import DELETED, EventMeta
 
 STREAM_PREFIX = "dataset"
 DATASET_FIELDS = ("name", "description", "tags", "metadata", "status")
@@ -301,15 +301,7 @@ def require_live(dataset: Dataset | None, dataset_id: str) -> Dataset:
 
 
 def decide_create(dataset_id: str, cmd: CreateDataset) -> DatasetCreated:
-    lifecycle.require_storable(dict(cmd.metadata), ["body", "metadata"])
-    return DatasetCreated(
-        dataset_id=dataset_id,
-        name=cmd.name,
-        description=cmd.description,
-        tags=normalize_tags(cmd.tags),
-        metadata=dict(cmd.metadata),
-        created_by=cmd.actor,
-    )
+    return DatasetCreated(dataset_id=dataset_id, **lifecycle.created_fields(cmd))
 
 
 def decide_update(dataset: Dataset | None, cmd: UpdateDataset) -> DatasetUpdated | None:

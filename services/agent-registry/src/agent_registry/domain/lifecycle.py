@@ -103,6 +103,19 @@ class Deletable(Protocol):
 D = TypeVar("D", bound=Deletable)
 
 
+def created_fields(cmd: Any) -> dict[str, Any]:
+    """The fields of a `...Created` event every named entity shares, from its create command
+    (tags normalized; metadata must be storable)."""
+    require_storable(dict(cmd.metadata), ["body", "metadata"])
+    return {
+        "name": cmd.name,
+        "description": cmd.description,
+        "tags": normalize_tags(cmd.tags),
+        "metadata": dict(cmd.metadata),
+        "created_by": cmd.actor,
+    }
+
+
 def require_live(entity: D | None, kind: str, entity_id: str) -> D:
     """The entity, or 404 `not_found` when it never existed or was deleted."""
     if entity is None or entity.deleted:

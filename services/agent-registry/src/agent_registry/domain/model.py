@@ -44,8 +44,8 @@ from .lifecycle import (
     EventMeta,
     changed_fields,
     check_changes,
+    created_fields,
     new_entity_fields,
-    normalize_tags,
     require_live,
     require_storable,
     set_fields,
@@ -217,15 +217,7 @@ def artifact_documents(event: AgentVersionPublished) -> dict[str, Any]:
 
 
 def decide_create_project(project_id: str, cmd: CreateProject) -> ProjectCreated:
-    require_storable(dict(cmd.metadata), ["body", "metadata"])
-    return ProjectCreated(
-        project_id=project_id,
-        name=cmd.name,
-        description=cmd.description,
-        tags=normalize_tags(cmd.tags),
-        metadata=dict(cmd.metadata),
-        created_by=cmd.actor,
-    )
+    return ProjectCreated(project_id=project_id, **created_fields(cmd))
 
 
 def decide_update_project(project: Project | None, cmd: UpdateProject) -> ProjectUpdated | None:
@@ -254,17 +246,7 @@ def decide_create_agent(agent_id: str, cmd: CreateAgent, project: Project | None
     """`project` is the project named by `cmd.project_id` (None if it was not found)."""
     if cmd.project_id is not None:
         _require_project_reference(cmd.project_id, project, cmd.tenant_id)
-    require_storable(dict(cmd.metadata), ["body", "metadata"])
-    return AgentCreated(
-        agent_id=agent_id,
-        project_id=cmd.project_id,
-        name=cmd.name,
-        description=cmd.description,
-        type=cmd.type,
-        tags=normalize_tags(cmd.tags),
-        metadata=dict(cmd.metadata),
-        created_by=cmd.actor,
-    )
+    return AgentCreated(agent_id=agent_id, project_id=cmd.project_id, type=cmd.type, **created_fields(cmd))
 
 
 def decide_update_agent(

@@ -318,15 +318,7 @@ def resolve_version(prompt: Prompt, ref: str | int) -> int:
 
 
 def decide_create_prompt(prompt_id: str, cmd: CreatePrompt) -> PromptCreated:
-    lifecycle.require_storable(dict(cmd.metadata), ["body", "metadata"])
-    return PromptCreated(
-        prompt_id=prompt_id,
-        name=cmd.name,
-        description=cmd.description,
-        tags=normalize_tags(cmd.tags),
-        metadata=dict(cmd.metadata),
-        created_by=cmd.actor,
-    )
+    return PromptCreated(prompt_id=prompt_id, **lifecycle.created_fields(cmd))
 
 
 def decide_update_prompt(prompt: Prompt | None, cmd: UpdatePrompt) -> PromptUpdated | None:
