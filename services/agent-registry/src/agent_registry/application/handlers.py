@@ -8,17 +8,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from ..domain import model
-from ..domain.commands import (
-    CreateAgent,
-    CreateProject,
-    DeleteAgent,
-    DeleteProject,
-    PublishAgentVersion,
-    UpdateAgent,
-    UpdateAgentVersion,
-    UpdateProject,
-)
+from ..domain import commands, model
 from ..domain.model import Agent, AgentVersion, Project
 from .ports import RegistryPorts
 from .recording import record_and_fold
@@ -63,12 +53,12 @@ async def _record_on_agent(
     )
 
 
-async def create_project(cmd: CreateProject, ports: RegistryPorts) -> Project:
+async def create_project(cmd: commands.CreateProject, ports: RegistryPorts) -> Project:
     event = model.decide_create_project(ports.new_id("prj"), cmd)
     return await _record_project(ports, None, cmd.tenant_id, event.project_id, event)
 
 
-async def update_project(cmd: UpdateProject, ports: RegistryPorts) -> Project:
+async def update_project(cmd: commands.UpdateProject, ports: RegistryPorts) -> Project:
     project = await ports.views.project(cmd.tenant_id, cmd.project_id)
     event = model.decide_update_project(project, cmd)
     assert project is not None
@@ -77,20 +67,20 @@ async def update_project(cmd: UpdateProject, ports: RegistryPorts) -> Project:
     return await _record_project(ports, project, cmd.tenant_id, project.id, event)
 
 
-async def delete_project(cmd: DeleteProject, ports: RegistryPorts) -> Project:
+async def delete_project(cmd: commands.DeleteProject, ports: RegistryPorts) -> Project:
     project = await ports.views.project(cmd.tenant_id, cmd.project_id)
     event = model.decide_delete_project(project, cmd)
     assert project is not None
     return await _record_project(ports, project, cmd.tenant_id, project.id, event)
 
 
-async def create_agent(cmd: CreateAgent, ports: RegistryPorts) -> Agent:
+async def create_agent(cmd: commands.CreateAgent, ports: RegistryPorts) -> Agent:
     project = await ports.views.project(cmd.tenant_id, cmd.project_id) if cmd.project_id else None
     event = model.decide_create_agent(ports.new_id("agt"), cmd, project)
     return await _record_on_agent(ports, model.evolve_agent, None, None, cmd.tenant_id, event.agent_id, event)
 
 
-async def update_agent(cmd: UpdateAgent, ports: RegistryPorts) -> Agent:
+async def update_agent(cmd: commands.UpdateAgent, ports: RegistryPorts) -> Agent:
     agent = await ports.views.agent(cmd.tenant_id, cmd.agent_id)
     new_project_id = cmd.changes.get("project_id")
     project = await ports.views.project(cmd.tenant_id, new_project_id) if new_project_id else None
@@ -101,14 +91,14 @@ async def update_agent(cmd: UpdateAgent, ports: RegistryPorts) -> Agent:
     return await _record_on_agent(ports, model.evolve_agent, agent, agent, cmd.tenant_id, agent.id, event)
 
 
-async def delete_agent(cmd: DeleteAgent, ports: RegistryPorts) -> Agent:
+async def delete_agent(cmd: commands.DeleteAgent, ports: RegistryPorts) -> Agent:
     agent = await ports.views.agent(cmd.tenant_id, cmd.agent_id)
     event = model.decide_delete_agent(agent, cmd)
     assert agent is not None
     return await _record_on_agent(ports, model.evolve_agent, agent, agent, cmd.tenant_id, agent.id, event)
 
 
-async def publish_agent_version(cmd: PublishAgentVersion, ports: RegistryPorts) -> AgentVersion:
+async def publish_agent_version(cmd: commands.PublishAgentVersion, ports: RegistryPorts) -> AgentVersion:
     """Version numbers follow the agent's latest; two concurrent publishes conflict on the stream."""
     agent = await ports.views.agent(cmd.tenant_id, cmd.agent_id)
     event = model.decide_publish_version(agent, cmd)
@@ -118,7 +108,7 @@ async def publish_agent_version(cmd: PublishAgentVersion, ports: RegistryPorts) 
     )
 
 
-async def update_agent_version(cmd: UpdateAgentVersion, ports: RegistryPorts) -> AgentVersion:
+async def update_agent_version(cmd: commands.UpdateAgentVersion, ports: RegistryPorts) -> AgentVersion:
     agent = await ports.views.agent(cmd.tenant_id, cmd.agent_id)
     version = (
         await ports.views.agent_version(cmd.tenant_id, cmd.agent_id, cmd.version)

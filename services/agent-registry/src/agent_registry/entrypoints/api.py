@@ -15,16 +15,7 @@ from ailab_runtime.pagination import DEFAULT_LIMIT, Page
 
 from ..application import handlers, queries
 from ..application.ports import ListFilter, RegistryPorts
-from ..domain.commands import (
-    CreateAgent,
-    CreateProject,
-    DeleteAgent,
-    DeleteProject,
-    PublishAgentVersion,
-    UpdateAgent,
-    UpdateAgentVersion,
-    UpdateProject,
-)
+from ..domain import commands
 from ..domain.model import ARTIFACT_NAMES
 from . import http
 from .params import Cursor, IdempotencyKey, IfMatch, Limit, StatusFilter, TagFilter, TenantId
@@ -97,7 +88,7 @@ async def create_project(
 ) -> JSONResponse:
     async def action() -> StoredResponse:
         project = await handlers.create_project(
-            CreateProject(
+            commands.CreateProject(
                 tenant_id=tenant_id,
                 actor=caller.principal_id,
                 name=body.name,
@@ -142,7 +133,7 @@ async def update_project(
 ) -> ProjectOut:
     """Changes the given fields; with `If-Match` only if the project is still at that version."""
     project = await handlers.update_project(
-        UpdateProject(
+        commands.UpdateProject(
             tenant_id=tenant_id,
             project_id=project_id,
             actor=caller.principal_id,
@@ -166,7 +157,7 @@ async def delete_project(
 ) -> Response:
     """The project disappears from every read; its agents keep their `project_id`."""
     await handlers.delete_project(
-        DeleteProject(
+        commands.DeleteProject(
             tenant_id=tenant_id,
             project_id=project_id,
             actor=caller.principal_id,
@@ -219,7 +210,7 @@ async def create_agent(
 ) -> JSONResponse:
     async def action() -> StoredResponse:
         agent = await handlers.create_agent(
-            CreateAgent(
+            commands.CreateAgent(
                 tenant_id=tenant_id,
                 actor=caller.principal_id,
                 name=body.name,
@@ -267,7 +258,7 @@ async def update_agent(
     """Changes the given fields; with `If-Match` only if the agent is still at that version
     (publishing or updating a version also moves the agent's version)."""
     agent = await handlers.update_agent(
-        UpdateAgent(
+        commands.UpdateAgent(
             tenant_id=tenant_id,
             agent_id=agent_id,
             actor=caller.principal_id,
@@ -291,7 +282,7 @@ async def delete_agent(
 ) -> Response:
     """The agent and its versions disappear from every read."""
     await handlers.delete_agent(
-        DeleteAgent(
+        commands.DeleteAgent(
             tenant_id=tenant_id,
             agent_id=agent_id,
             actor=caller.principal_id,
@@ -348,7 +339,7 @@ async def publish_agent_version(
 
     async def action() -> StoredResponse:
         version = await handlers.publish_agent_version(
-            PublishAgentVersion(
+            commands.PublishAgentVersion(
                 tenant_id=tenant_id,
                 agent_id=agent_id,
                 actor=caller.principal_id,
@@ -401,7 +392,7 @@ async def update_agent_version(
 ) -> AgentVersionOut:
     """The flow of a version is immutable: publish a new version to change it."""
     updated = await handlers.update_agent_version(
-        UpdateAgentVersion(
+        commands.UpdateAgentVersion(
             tenant_id=tenant_id,
             agent_id=agent_id,
             version=version,
