@@ -296,8 +296,10 @@ class UploadDatasetFile:
 # --- deciding events ------------------------------------------------------------------------------
 
 
-def require_live(dataset: Dataset | None, dataset_id: str) -> Dataset:
-    return lifecycle.require_live(dataset, "dataset", dataset_id)
+def require_live(
+    dataset: Dataset | None, dataset_id: str, precondition: Precondition | None = None
+) -> Dataset:
+    return lifecycle.require_live(dataset, "dataset", dataset_id, precondition)
 
 
 def decide_create(dataset_id: str, cmd: CreateDataset) -> DatasetCreated:
@@ -306,9 +308,7 @@ def decide_create(dataset_id: str, cmd: CreateDataset) -> DatasetCreated:
 
 def decide_update(dataset: Dataset | None, cmd: UpdateDataset) -> DatasetUpdated | None:
     """None when nothing would change (the caller gets the current state back)."""
-    live = require_live(dataset, cmd.dataset_id)
-    if cmd.precondition:
-        cmd.precondition.check(live.version)
+    live = require_live(dataset, cmd.dataset_id, cmd.precondition)
     changes = lifecycle.changed_fields(live, cmd.changes, DATASET_FIELDS)
     lifecycle.check_changes(changes, delete_refusal="use DeleteDataset to delete a dataset")
     return DatasetUpdated(dataset_id=live.id, updated_by=cmd.actor, **changes) if changes else None
@@ -346,9 +346,7 @@ def storage_usage(
 
 
 def check_uploadable(dataset: Dataset | None, cmd: UploadDatasetFile) -> Dataset:
-    live = require_live(dataset, cmd.dataset_id)
-    if cmd.precondition:
-        cmd.precondition.check(live.version)
+    live = require_live(dataset, cmd.dataset_id, cmd.precondition)
     if live.status == "archived":
         raise DatasetArchived(live.id)
     return live
@@ -385,9 +383,7 @@ def decide_file_uploaded(
 
 def decide_delete(dataset: Dataset | None, cmd: DeleteDataset) -> list[BaseModel]:
     """The deletion, and the storage it frees when the dataset had a file."""
-    live = require_live(dataset, cmd.dataset_id)
-    if cmd.precondition:
-        cmd.precondition.check(live.version)
+    live = require_live(dataset, cmd.dataset_id, cmd.precondition)
     events: list[BaseModel] = [
         DatasetDeleted(
             dataset_id=live.id, upload_id=live.upload_id, size_bytes=live.size_bytes, deleted_by=cmd.actor

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from ailab_contracts import EventEnvelope
 
+from .commands import Precondition
 from .errors import InvalidValue, NotFound
 from .values import storage_problems
 
@@ -99,6 +100,9 @@ class Deletable(Protocol):
     @property
     def deleted(self) -> bool: ...
 
+    @property
+    def version(self) -> int: ...
+
 
 D = TypeVar("D", bound=Deletable)
 
@@ -116,10 +120,13 @@ def created_fields(cmd: Any) -> dict[str, Any]:
     }
 
 
-def require_live(entity: D | None, kind: str, entity_id: str) -> D:
-    """The entity, or 404 `not_found` when it never existed or was deleted."""
+def require_live(entity: D | None, kind: str, entity_id: str, precondition: Precondition | None = None) -> D:
+    """The entity, or 404 `not_found` when it never existed or was deleted; with the caller's
+    `If-Match` (`precondition`), 412 unless the entity is still at a version it names."""
     if entity is None or entity.deleted:
         raise NotFound(kind, entity_id)
+    if precondition:
+        precondition.check(entity.version)
     return entity
 
 

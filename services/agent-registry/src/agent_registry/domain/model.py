@@ -222,18 +222,14 @@ def decide_create_project(project_id: str, cmd: CreateProject) -> ProjectCreated
 
 def decide_update_project(project: Project | None, cmd: UpdateProject) -> ProjectUpdated | None:
     """None when nothing would change (the caller gets the current state back)."""
-    live = require_live(project, "project", cmd.project_id)
-    if cmd.precondition:
-        cmd.precondition.check(live.version)
+    live = require_live(project, "project", cmd.project_id, cmd.precondition)
     changes = changed_fields(live, cmd.changes, PROJECT_FIELDS)
     check_changes(changes, delete_refusal="use DeleteProject to delete a project")
     return ProjectUpdated(project_id=live.id, updated_by=cmd.actor, **changes) if changes else None
 
 
 def decide_delete_project(project: Project | None, cmd: DeleteProject) -> ProjectDeleted:
-    live = require_live(project, "project", cmd.project_id)
-    if cmd.precondition:
-        cmd.precondition.check(live.version)
+    live = require_live(project, "project", cmd.project_id, cmd.precondition)
     return ProjectDeleted(project_id=live.id, deleted_by=cmd.actor)
 
 
@@ -252,9 +248,7 @@ def decide_create_agent(agent_id: str, cmd: CreateAgent, project: Project | None
 def decide_update_agent(
     agent: Agent | None, cmd: UpdateAgent, project: Project | None
 ) -> AgentUpdated | None:
-    live = require_live(agent, "agent", cmd.agent_id)
-    if cmd.precondition:
-        cmd.precondition.check(live.version)
+    live = require_live(agent, "agent", cmd.agent_id, cmd.precondition)
     changes = changed_fields(live, cmd.changes, AGENT_FIELDS)
     if "project_id" in changes:
         _require_project_reference(changes["project_id"], project, cmd.tenant_id)
@@ -263,9 +257,7 @@ def decide_update_agent(
 
 
 def decide_delete_agent(agent: Agent | None, cmd: DeleteAgent) -> AgentDeleted:
-    live = require_live(agent, "agent", cmd.agent_id)
-    if cmd.precondition:
-        cmd.precondition.check(live.version)
+    live = require_live(agent, "agent", cmd.agent_id, cmd.precondition)
     return AgentDeleted(agent_id=live.id, deleted_by=cmd.actor)
 
 

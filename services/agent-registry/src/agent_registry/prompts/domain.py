@@ -293,8 +293,8 @@ def evolve_prompt_version(
 # --- rules ----------------------------------------------------------------------------------------
 
 
-def require_live(prompt: Prompt | None, prompt_id: str) -> Prompt:
-    return lifecycle.require_live(prompt, "prompt", prompt_id)
+def require_live(prompt: Prompt | None, prompt_id: str, precondition: Precondition | None = None) -> Prompt:
+    return lifecycle.require_live(prompt, "prompt", prompt_id, precondition)
 
 
 def check_label_name(label: str) -> None:
@@ -323,18 +323,14 @@ def decide_create_prompt(prompt_id: str, cmd: CreatePrompt) -> PromptCreated:
 
 def decide_update_prompt(prompt: Prompt | None, cmd: UpdatePrompt) -> PromptUpdated | None:
     """None when nothing would change."""
-    live = require_live(prompt, cmd.prompt_id)
-    if cmd.precondition:
-        cmd.precondition.check(live.version)
+    live = require_live(prompt, cmd.prompt_id, cmd.precondition)
     changes = lifecycle.changed_fields(live, cmd.changes, PROMPT_FIELDS)
     lifecycle.check_changes(changes, delete_refusal="use DeletePrompt to delete a prompt")
     return PromptUpdated(prompt_id=live.id, updated_by=cmd.actor, **changes) if changes else None
 
 
 def decide_delete_prompt(prompt: Prompt | None, cmd: DeletePrompt) -> PromptDeleted:
-    live = require_live(prompt, cmd.prompt_id)
-    if cmd.precondition:
-        cmd.precondition.check(live.version)
+    live = require_live(prompt, cmd.prompt_id, cmd.precondition)
     return PromptDeleted(prompt_id=live.id, deleted_by=cmd.actor)
 
 

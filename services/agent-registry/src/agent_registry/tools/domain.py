@@ -158,8 +158,8 @@ def evolve_tool(state: Tool | None, tenant_id: str, event: BaseModel, meta: Even
 # --- rules ----------------------------------------------------------------------------------------
 
 
-def require_live(tool: Tool | None, tool_id: str) -> Tool:
-    return lifecycle.require_live(tool, "tool", tool_id)
+def require_live(tool: Tool | None, tool_id: str, precondition: Precondition | None = None) -> Tool:
+    return lifecycle.require_live(tool, "tool", tool_id, precondition)
 
 
 def _normalized(definition: dict[str, Any]) -> dict[str, Any]:
@@ -217,9 +217,7 @@ def decide_create_tool(tool_id: str, cmd: CreateTool) -> ToolCreated:
 def decide_update_tool(tool: Tool | None, cmd: UpdateTool) -> ToolUpdated | None:
     """The whole definition after applying `changes` (None when nothing changes). Switching `kind`
     clears the other kind's fields unless the request sets them (which is then an error)."""
-    live = require_live(tool, cmd.tool_id)
-    if cmd.precondition:
-        cmd.precondition.check(live.version)
+    live = require_live(tool, cmd.tool_id, cmd.precondition)
     unknown = set(cmd.changes) - set(DEFINITION_FIELDS)
     if unknown:
         raise ValueError(f"cannot change {sorted(unknown)}")
@@ -239,7 +237,5 @@ def decide_update_tool(tool: Tool | None, cmd: UpdateTool) -> ToolUpdated | None
 
 
 def decide_delete_tool(tool: Tool | None, cmd: DeleteTool) -> ToolDeleted:
-    live = require_live(tool, cmd.tool_id)
-    if cmd.precondition:
-        cmd.precondition.check(live.version)
+    live = require_live(tool, cmd.tool_id, cmd.precondition)
     return ToolDeleted(tool_id=live.id, name=live.name, deleted_by=cmd.actor)
