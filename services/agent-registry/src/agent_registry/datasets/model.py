@@ -29,7 +29,7 @@ from ailab_contracts.events.usage import UsageRecorded
 from ..domain import lifecycle
 from ..domain.commands import Precondition
 from ..domain.errors import RegistryError
-from ..domain.lifecycle import DELETED, EventMeta
+from ..domain.lifecycle import DELETED, DeletedByStatus, EventMeta
 
 STREAM_PREFIX = "dataset"
 DATASET_FIELDS = ("name", "description", "tags", "metadata", "status")
@@ -148,7 +148,7 @@ class DatasetArchived(DatasetError):
 
 
 @dataclass(frozen=True)
-class Dataset:
+class Dataset(DeletedByStatus):
     id: str
     tenant_id: str
     name: str
@@ -171,10 +171,6 @@ class Dataset:
     uploaded_at: datetime | None = None
     uploaded_by: str | None = None
     artifacts: list[str] = field(default_factory=list)
-
-    @property
-    def deleted(self) -> bool:
-        return self.status == DELETED
 
     @property
     def has_file(self) -> bool:

@@ -96,6 +96,17 @@ def require_storable(value: Any, loc: list[str | int]) -> None:
         raise InvalidValue(problems)
 
 
+class DeletedByStatus:
+    """Mixin of an entity state dataclass: a deleted entity keeps its stream and view document,
+    with status `deleted`, so that it is hidden from every read but not lost."""
+
+    status: str
+
+    @property
+    def deleted(self) -> bool:
+        return self.status == DELETED
+
+
 class Deletable(Protocol):
     @property
     def deleted(self) -> bool: ...

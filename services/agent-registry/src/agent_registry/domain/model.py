@@ -41,6 +41,7 @@ from .errors import AgentArchived, InvalidReference, NotFound
 from .flow_graph import parse_flow_graph
 from .lifecycle import (
     DELETED,
+    DeletedByStatus,
     EventMeta,
     changed_fields,
     check_changes,
@@ -75,7 +76,7 @@ def artifact_path(tenant_id: str, agent_id: str, version: int, name: str) -> str
 
 
 @dataclass(frozen=True)
-class Project:
+class Project(DeletedByStatus):
     id: str
     tenant_id: str
     name: str
@@ -89,13 +90,9 @@ class Project:
     updated_by: str
     version: int  # stream version this state reflects (the ETag)
 
-    @property
-    def deleted(self) -> bool:
-        return self.status == DELETED
-
 
 @dataclass(frozen=True)
-class Agent:
+class Agent(DeletedByStatus):
     id: str
     tenant_id: str
     project_id: str | None
@@ -111,10 +108,6 @@ class Agent:
     created_by: str
     updated_by: str
     version: int
-
-    @property
-    def deleted(self) -> bool:
-        return self.status == DELETED
 
 
 @dataclass(frozen=True)

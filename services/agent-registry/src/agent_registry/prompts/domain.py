@@ -31,7 +31,7 @@ from ailab_contracts.events.prompts import (
 from ..domain import lifecycle
 from ..domain.commands import Precondition
 from ..domain.errors import InvalidReference, NotFound, RegistryError
-from ..domain.lifecycle import DELETED, EventMeta, normalize_tags
+from ..domain.lifecycle import DELETED, DeletedByStatus, EventMeta, normalize_tags
 from ..domain.values import storage_problems
 from .template import check_version
 
@@ -178,7 +178,7 @@ class RemoveLabel:
 
 
 @dataclass(frozen=True)
-class Prompt:
+class Prompt(DeletedByStatus):
     id: str
     tenant_id: str
     name: str
@@ -193,10 +193,6 @@ class Prompt:
     created_by: str
     updated_by: str
     version: int  # stream version this state reflects (the ETag)
-
-    @property
-    def deleted(self) -> bool:
-        return self.status == DELETED
 
     def labels_of(self, number: int) -> list[str]:
         """Labels pointing at version `number`, `latest` included when it is the newest."""

@@ -19,7 +19,7 @@ from ailab_contracts.events.tools import ToolCreated, ToolDefinition, ToolDelete
 from ..domain import lifecycle
 from ..domain.commands import Precondition
 from ..domain.errors import RegistryError
-from ..domain.lifecycle import DELETED, EventMeta, normalize_tags
+from ..domain.lifecycle import DELETED, DeletedByStatus, EventMeta, normalize_tags
 from ..domain.values import storage_problems
 from .validation import BUILTINS, DEFAULT_TIMEOUT_MS, EMPTY_PARAMETERS, definition_problems, normalize_host
 
@@ -100,7 +100,7 @@ class DeleteTool:
 
 
 @dataclass(frozen=True)
-class Tool:
+class Tool(DeletedByStatus):
     id: str
     tenant_id: str
     name: str
@@ -121,10 +121,6 @@ class Tool:
     created_by: str
     updated_by: str
     version: int  # stream version this state reflects (the ETag)
-
-    @property
-    def deleted(self) -> bool:
-        return self.status == DELETED
 
     def definition(self) -> dict[str, Any]:
         state = asdict(self)
