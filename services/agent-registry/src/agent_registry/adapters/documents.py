@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from ..domain.model import Agent, AgentVersion, Project
 
@@ -38,22 +38,34 @@ def state_from_doc(cls: type[Any], doc: dict[str, Any], **known: Any) -> Any:
     return cls(**values, **known)
 
 
+E = TypeVar("E")
+
+
+def entity_to_doc(state: Any) -> dict[str, Any]:
+    """The view document of an entity state: its `id` is the `_id`, its `version` the `_version`."""
+    return state_to_doc(state.id, state)
+
+
+def entity_from_doc(cls: type[E], doc: dict[str, Any]) -> E:
+    """The entity state `cls` from the view document `entity_to_doc` wrote."""
+    entity: E = state_from_doc(cls, doc, id=doc["_id"], version=doc["_version"])
+    return entity
+
+
 def project_to_doc(project: Project) -> dict[str, Any]:
-    return state_to_doc(project.id, project)
+    return entity_to_doc(project)
 
 
 def project_from_doc(doc: dict[str, Any]) -> Project:
-    project: Project = state_from_doc(Project, doc, id=doc["_id"], version=doc["_version"])
-    return project
+    return entity_from_doc(Project, doc)
 
 
 def agent_to_doc(agent: Agent) -> dict[str, Any]:
-    return state_to_doc(agent.id, agent)
+    return entity_to_doc(agent)
 
 
 def agent_from_doc(doc: dict[str, Any]) -> Agent:
-    agent: Agent = state_from_doc(Agent, doc, id=doc["_id"], version=doc["_version"])
-    return agent
+    return entity_from_doc(Agent, doc)
 
 
 def agent_version_to_doc(version: AgentVersion) -> dict[str, Any]:

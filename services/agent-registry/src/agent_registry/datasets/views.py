@@ -27,7 +27,7 @@ from ailab_contracts.events.usage import UsageRecorded
 from ailab_runtime.pagination import keyset_page
 from ailab_runtime.views import apply_versioned
 
-from ..adapters.documents import state_to_doc, utc
+from ..adapters.documents import entity_to_doc, utc
 from ..adapters.mongo_lists import STATUS_AND_TAGS, ensure_list_indexes, live_entities_query
 from ..application.ports import ListFilter
 from ..domain.model import EventMeta
@@ -43,7 +43,7 @@ _DATASET_EVENTS = (DatasetCreated, DatasetUpdated, DatasetFileUploaded, DatasetD
 
 
 def dataset_to_doc(dataset: Dataset) -> dict[str, Any]:
-    return state_to_doc(dataset.id, dataset)
+    return entity_to_doc(dataset)
 
 
 def dataset_from_doc(doc: dict[str, Any]) -> Dataset:

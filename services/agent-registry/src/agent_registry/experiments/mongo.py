@@ -21,7 +21,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from ailab_runtime.errors import ApiError
 from ailab_runtime.pagination import decode_cursor, encode_cursor, keyset_page
 
-from ..adapters.documents import state_from_doc, state_to_doc, utc
+from ..adapters.documents import entity_from_doc, entity_to_doc, state_from_doc, utc
 from ..adapters.mongo_lists import STATUS_AND_TAGS, ensure_list_indexes
 from .model import DatasetRef, Experiment, RunProgress, RunRequest
 from .ports import ExperimentFilter
@@ -71,12 +71,11 @@ async def ensure_indexes(db: Db) -> None:
 
 
 def experiment_to_doc(experiment: Experiment) -> dict[str, Any]:
-    return state_to_doc(experiment.id, experiment)
+    return entity_to_doc(experiment)
 
 
 def experiment_from_doc(doc: dict[str, Any]) -> Experiment:
-    experiment: Experiment = state_from_doc(Experiment, doc, id=doc["_id"], version=doc["_version"])
-    return experiment
+    return entity_from_doc(Experiment, doc)
 
 
 def run_request_to_doc(run: RunRequest) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from ailab_runtime.errors import ApiError
 from ailab_runtime.pagination import decode_cursor, encode_cursor, keyset_page
 
-from ..adapters.documents import state_from_doc, state_to_doc
+from ..adapters.documents import entity_from_doc, entity_to_doc, state_from_doc
 from ..adapters.mongo_lists import STATUS_AND_TAGS, ensure_list_indexes, live_entities_query
 from ..application.ports import ListFilter
 from .domain import Prompt, PromptVersion, version_doc_id
@@ -25,12 +25,11 @@ Db = AsyncDatabase[dict[str, Any]]
 
 
 def prompt_to_doc(prompt: Prompt) -> dict[str, Any]:
-    return state_to_doc(prompt.id, prompt)
+    return entity_to_doc(prompt)
 
 
 def prompt_from_doc(doc: dict[str, Any]) -> Prompt:
-    prompt: Prompt = state_from_doc(Prompt, doc, id=doc["_id"], version=doc["_version"])
-    return prompt
+    return entity_from_doc(Prompt, doc)
 
 
 def prompt_version_to_doc(version: PromptVersion) -> dict[str, Any]:

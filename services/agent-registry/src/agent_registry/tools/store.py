@@ -13,7 +13,7 @@ from pymongo.errors import DuplicateKeyError
 from ailab_runtime.errors import ApiError
 from ailab_runtime.pagination import keyset_page
 
-from ..adapters.documents import state_from_doc, state_to_doc, utc
+from ..adapters.documents import entity_from_doc, entity_to_doc, utc
 from ..adapters.mongo_lists import STATUS_AND_TAGS, ensure_list_indexes, live_entities_query
 from .domain import Tool
 from .ports import NameClaim, ToolFilter
@@ -26,12 +26,11 @@ Db = AsyncDatabase[dict[str, Any]]
 
 
 def tool_to_doc(tool: Tool) -> dict[str, Any]:
-    return state_to_doc(tool.id, tool)
+    return entity_to_doc(tool)
 
 
 def tool_from_doc(doc: dict[str, Any]) -> Tool:
-    tool: Tool = state_from_doc(Tool, doc, id=doc["_id"], version=doc["_version"])
-    return tool
+    return entity_from_doc(Tool, doc)
 
 
 async def ensure_indexes(db: Db) -> None:
