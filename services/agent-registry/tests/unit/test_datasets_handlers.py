@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from agent_registry.adapters.memory import InMemoryEventStore
+from agent_registry.adapters.memory import InMemoryEventStore, sequential_ids
 from agent_registry.application.ports import ListFilter
 from agent_registry.datasets import handlers, model
 from agent_registry.datasets.model import (
@@ -125,13 +125,12 @@ def files() -> FakeFiles:
 
 @pytest.fixture
 def ports(registry: FakeRegistry, files: FakeFiles) -> DatasetPorts:
-    counter = iter(range(1, 10_000))
     return DatasetPorts(
         views=registry,
         recorder=registry,
         files=files,
         plans=FakePlans({"pro-tenant": "pro"}),
-        new_id=lambda prefix: f"{prefix}_{next(counter):04d}",
+        new_id=sequential_ids(),
     )
 
 

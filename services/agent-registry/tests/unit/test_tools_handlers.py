@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from agent_registry.adapters.memory import sequential_ids
 from agent_registry.domain.commands import Precondition
 from agent_registry.domain.errors import NotFound, PreconditionFailed
 from agent_registry.tools import handlers
@@ -56,13 +57,12 @@ def clock() -> Clock:
 
 @pytest.fixture
 def ports(fake: InMemoryTools, claims: InMemoryNameClaims, clock: Clock) -> ToolPorts:
-    counter = iter(range(1, 10_000))
     return ToolPorts(
         views=fake,
         recorder=fake,
         claims=claims,
         stream_version=fake.stream_version,
-        new_id=lambda prefix: f"{prefix}_{next(counter):04d}",
+        new_id=sequential_ids(),
         clock=clock,
     )
 

@@ -5,7 +5,7 @@ and the `RegistryViews` (folding events with the same domain functions the proje
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -49,6 +49,12 @@ def _matches(entity: Project | Agent, flt: ListFilter) -> bool:
     if flt.tag and flt.tag not in entity.tags:
         return False
     return not (flt.project_id and getattr(entity, "project_id", None) != flt.project_id)
+
+
+def sequential_ids() -> Callable[[str], str]:
+    """A `new_id` for unit tests: `<prefix>_0001`, `<prefix>_0002`, ... in call order (predictable)."""
+    counter = iter(range(1, 10_000))
+    return lambda prefix: f"{prefix}_{next(counter):04d}"
 
 
 class InMemoryEventStore:
