@@ -37,10 +37,22 @@ SAMPLE_FLOW = {
 SAMPLE_IDS = {"prj": "prj_demo_getting_started", "agt": "agt_demo_echo_assistant"}
 
 
+async def already_applied(runtime: Runtime, migration_id: str) -> bool:
+    return await runtime.db["migrations"].find_one({"_id": migration_id}) is not None
+
+
+async def mark_applied(runtime: Runtime, migration_id: str) -> None:
+    """Remember that a migration ran to its end (two instances may both finish it: the first wins)."""
+    try:
+        await runtime.db["migrations"].insert_one({"_id": migration_id, "applied_at": datetime.now(UTC)})
+    except DuplicateKeyError:
+        pass
+    log.info("migration %s applied", migration_id)
+
+
 async def demo_sample_data(runtime: Runtime) -> None:
     """001: a sample project, agent and published version in the `demo` tenant."""
-    migrations = runtime.db["migrations"]
-    if await migrations.find_one({"_id": "001-demo-sample-data"}):
+    if await already_applied(runtime, "001-demo-sample-data"):
         return
     from .bootstrap import build_ports
 
@@ -86,8 +98,4 @@ async def demo_sample_data(runtime: Runtime) -> None:
             ),
             ports,
         )
-    try:
-        await migrations.insert_one({"_id": "001-demo-sample-data", "applied_at": datetime.now(UTC)})
-    except DuplicateKeyError:
-        pass
-    log.info("migration 001-demo-sample-data applied")
+    await mark_applied(runtime, "001-demo-sample-data")

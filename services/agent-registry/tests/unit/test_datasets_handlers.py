@@ -3,12 +3,13 @@ stored and valid; anything else discards it, and reading stops as soon as the pl
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
 
+from agent_registry.adapters.memory import InMemoryEventStore, sequential_ids
 from agent_registry.application.ports import ListFilter
 from agent_registry.datasets import handlers, model
 from agent_registry.datasets.model import (
@@ -21,51 +22,27 @@ from agent_registry.datasets.model import (
     UploadInterrupted,
 )
 from agent_registry.datasets.ports import DatasetPorts
-from ailab_contracts import REGISTRY, EventEnvelope, new_envelope
+from ailab_contracts import REGISTRY, EventEnvelope
 from ailab_contracts.events.datasets import DatasetFileUploaded
 from ailab_contracts.events.usage import UsageRecorded
-from ailab_runtime.errors import ApiError
 
 pytestmark = pytest.mark.unit
 
 
-class FakeRegistry:
+class FakeRegistry(InMemoryEventStore):
     """Views and recorder: streams with optimistic concurrency, state folded with the domain fold."""
 
     def __init__(self) -> None:
-        self.streams: dict[str, list[EventEnvelope]] = {}
+        super().__init__()
         self.state: dict[tuple[str, str], Dataset] = {}
-        self.fail_next_record: Exception | None = None
 
-    async def record(
-        self, *, stream_id: str, expected_version: int, tenant_id: str, events: Sequence[BaseModel]
-    ) -> Sequence[EventEnvelope]:
-        if self.fail_next_record is not None:
-            exc, self.fail_next_record = self.fail_next_record, None
-            raise exc
-        stream = self.streams.setdefault(stream_id, [])
-        if len(stream) != expected_version:
-            raise ApiError(409, "conflict", "changed", {"stream_id": stream_id})
-        envelopes = [
-            new_envelope(
-                REGISTRY,
-                e,
-                stream_id=stream_id,
-                stream_version=expected_version + i,
-                tenant_id=tenant_id,
-                producer="t",
-            )
-            for i, e in enumerate(events, start=1)
-        ]
-        stream.extend(envelopes)
-        dataset_id = model.dataset_id_of_stream(stream_id)
+    def _apply(self, envelope: EventEnvelope, event: BaseModel) -> None:
+        dataset_id = model.dataset_id_of_stream(envelope.stream_id)
         assert dataset_id is not None
-        new = model.fold(
-            self.state.get((tenant_id, dataset_id)), tenant_id, zip(envelopes, events, strict=True)
-        )
+        key = (envelope.tenant_id, dataset_id)
+        new = model.fold(self.state.get(key), envelope.tenant_id, [(envelope, event)])
         assert new is not None
-        self.state[(tenant_id, dataset_id)] = new
-        return envelopes
+        self.state[key] = new
 
     async def dataset(self, tenant_id: str, dataset_id: str) -> Dataset | None:
         return self.state.get((tenant_id, dataset_id))
@@ -148,13 +125,12 @@ def files() -> FakeFiles:
 
 @pytest.fixture
 def ports(registry: FakeRegistry, files: FakeFiles) -> DatasetPorts:
-    counter = iter(range(1, 10_000))
     return DatasetPorts(
         views=registry,
         recorder=registry,
         files=files,
         plans=FakePlans({"pro-tenant": "pro"}),
-        new_id=lambda prefix: f"{prefix}_{next(counter):04d}",
+        new_id=sequential_ids(),
     )
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from agent_registry.adapters.memory import sequential_ids
 from agent_registry.domain.commands import Precondition
 from agent_registry.domain.errors import InvalidReference, NotFound, PreconditionFailed
 from agent_registry.experiments import handlers
@@ -39,10 +40,7 @@ def refs() -> FakeReferences:
 
 @pytest.fixture
 def ports(store: InMemoryExperiments, refs: FakeReferences) -> ExperimentPorts:
-    counter = iter(range(1, 10_000))
-    return ExperimentPorts(
-        views=store, references=refs, recorder=store, new_id=lambda prefix: f"{prefix}_{next(counter):04d}"
-    )
+    return ExperimentPorts(views=store, references=refs, recorder=store, new_id=sequential_ids())
 
 
 def create(**overrides: Any) -> CreateExperiment:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from agent_registry.adapters.memory import sequential_ids
 from agent_registry.application.ports import ListFilter
 from agent_registry.domain.commands import Precondition
 from agent_registry.domain.errors import InvalidReference, NotFound, PreconditionFailed
@@ -37,8 +38,7 @@ def fake() -> InMemoryPrompts:
 
 @pytest.fixture
 def ports(fake: InMemoryPrompts) -> PromptPorts:
-    counter = iter(range(1, 10_000))
-    return PromptPorts(views=fake, recorder=fake, new_id=lambda prefix: f"{prefix}_{next(counter):04d}")
+    return PromptPorts(views=fake, recorder=fake, new_id=sequential_ids())
 
 
 def text_version(prompt_id: str, template: str = "Hello {{ name }}", **kw: object) -> CreatePromptVersion:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent_registry.adapters.memory import InMemoryRegistry
+from agent_registry.adapters.memory import InMemoryRegistry, sequential_ids
 from agent_registry.application import handlers, queries
 from agent_registry.application.ports import ListFilter, RegistryPorts
 from agent_registry.domain.commands import (
@@ -31,8 +31,7 @@ def fake() -> InMemoryRegistry:
 
 @pytest.fixture
 def ports(fake: InMemoryRegistry) -> RegistryPorts:
-    counter = iter(range(1, 10_000))
-    return RegistryPorts(views=fake, recorder=fake, new_id=lambda prefix: f"{prefix}_{next(counter):04d}")
+    return RegistryPorts(views=fake, recorder=fake, new_id=sequential_ids())
 
 
 async def test_project_lifecycle(ports: RegistryPorts, fake: InMemoryRegistry) -> None:

@@ -25,6 +25,7 @@ from agent_registry.domain.errors import (
     NotFound,
     PreconditionFailed,
 )
+from agent_registry.domain.lifecycle import normalize_tags
 from agent_registry.domain.model import (
     Agent,
     EventMeta,
@@ -41,7 +42,6 @@ from agent_registry.domain.model import (
     evolve_agent,
     evolve_agent_version,
     evolve_project,
-    normalize_tags,
 )
 from ailab_contracts import REGISTRY, new_envelope
 from ailab_contracts.events.registry import AgentVersionUpdated, ProjectUpdated

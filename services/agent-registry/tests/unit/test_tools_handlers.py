@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from agent_registry.adapters.memory import sequential_ids
 from agent_registry.domain.commands import Precondition
 from agent_registry.domain.errors import NotFound, PreconditionFailed
 from agent_registry.tools import handlers
@@ -56,13 +57,12 @@ def clock() -> Clock:
 
 @pytest.fixture
 def ports(fake: InMemoryTools, claims: InMemoryNameClaims, clock: Clock) -> ToolPorts:
-    counter = iter(range(1, 10_000))
     return ToolPorts(
         views=fake,
         recorder=fake,
         claims=claims,
         stream_version=fake.stream_version,
-        new_id=lambda prefix: f"{prefix}_{next(counter):04d}",
+        new_id=sequential_ids(),
         clock=clock,
     )
 
@@ -114,12 +114,12 @@ async def test_rename_and_delete_free_the_name(ports: ToolPorts, claims: InMemor
 async def test_a_failed_record_releases_the_claim(
     ports: ToolPorts, fake: InMemoryTools, claims: InMemoryNameClaims
 ) -> None:
-    fake.fail_next_record = True
+    fake.fail_next_record = ApiError(409, "conflict", "simulated concurrent write")
     with pytest.raises(ApiError):
         await handlers.create_tool(CreateTool(T, "u1", HTTP), ports)
     assert claims.claims == {}
     tool = await handlers.create_tool(CreateTool(T, "u1", {**HTTP, "name": "a"}), ports)
-    fake.fail_next_record = True
+    fake.fail_next_record = ApiError(409, "conflict", "simulated concurrent write")
     with pytest.raises(ApiError):
         await handlers.update_tool(UpdateTool(T, tool.id, "u1", {"name": "b"}), ports)
     assert set(claims.claims) == {(T, "a")}

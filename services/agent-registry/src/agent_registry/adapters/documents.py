@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from ..domain.model import Agent, AgentVersion, Project
 
@@ -20,42 +20,58 @@ def version_key(agent_id: str, number: int) -> str:
     return f"{agent_id}:{number:010d}"
 
 
-def _utc(value: Any) -> Any:
+def utc(value: Any) -> Any:
+    """Datetimes come back from the database naive: they are UTC."""
     return value.astimezone(UTC) if isinstance(value, datetime) else value
 
 
-def _to_doc(key: str, state: Any, skip: tuple[str, ...]) -> dict[str, Any]:
+def state_to_doc(key: str, state: Any, skip: tuple[str, ...] = ("id", "version")) -> dict[str, Any]:
+    """The view document of a state dataclass of any feature area: `_id`, its fields, `_version`
+    (the stream version the state reflects, which guards the projection's writes)."""
     body = {k: v for k, v in asdict(state).items() if k not in skip}
     return {"_id": key, **body, "_version": state.version}
 
 
-def _from_doc(cls: type[Any], doc: dict[str, Any], **known: Any) -> Any:
-    values = {f.name: _utc(doc.get(f.name)) for f in fields(cls) if f.name not in known}
+def state_from_doc(cls: type[Any], doc: dict[str, Any], **known: Any) -> Any:
+    """The state dataclass `cls` from its view document; `known` are the fields the layout renames."""
+    values = {f.name: utc(doc.get(f.name)) for f in fields(cls) if f.name not in known}
     return cls(**values, **known)
 
 
+E = TypeVar("E")
+
+
+def entity_to_doc(state: Any) -> dict[str, Any]:
+    """The view document of an entity state: its `id` is the `_id`, its `version` the `_version`."""
+    return state_to_doc(state.id, state)
+
+
+def entity_from_doc(cls: type[E], doc: dict[str, Any]) -> E:
+    """The entity state `cls` from the view document `entity_to_doc` wrote."""
+    entity: E = state_from_doc(cls, doc, id=doc["_id"], version=doc["_version"])
+    return entity
+
+
 def project_to_doc(project: Project) -> dict[str, Any]:
-    return _to_doc(project.id, project, ("id", "version"))
+    return entity_to_doc(project)
 
 
 def project_from_doc(doc: dict[str, Any]) -> Project:
-    project: Project = _from_doc(Project, doc, id=doc["_id"], version=doc["_version"])
-    return project
+    return entity_from_doc(Project, doc)
 
 
 def agent_to_doc(agent: Agent) -> dict[str, Any]:
-    return _to_doc(agent.id, agent, ("id", "version"))
+    return entity_to_doc(agent)
 
 
 def agent_from_doc(doc: dict[str, Any]) -> Agent:
-    agent: Agent = _from_doc(Agent, doc, id=doc["_id"], version=doc["_version"])
-    return agent
+    return entity_from_doc(Agent, doc)
 
 
 def agent_version_to_doc(version: AgentVersion) -> dict[str, Any]:
-    return _to_doc(version_key(version.agent_id, version.number), version, ("version",))
+    return state_to_doc(version_key(version.agent_id, version.number), version, ("version",))
 
 
 def agent_version_from_doc(doc: dict[str, Any]) -> AgentVersion:
-    version: AgentVersion = _from_doc(AgentVersion, doc, version=doc["_version"])
+    version: AgentVersion = state_from_doc(AgentVersion, doc, version=doc["_version"])
     return version

@@ -5,7 +5,7 @@ and the `RegistryViews` (folding events with the same domain functions the proje
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -51,18 +51,27 @@ def _matches(entity: Project | Agent, flt: ListFilter) -> bool:
     return not (flt.project_id and getattr(entity, "project_id", None) != flt.project_id)
 
 
-class InMemoryRegistry:
+def sequential_ids() -> Callable[[str], str]:
+    """A `new_id` for unit tests: `<prefix>_0001`, `<prefix>_0002`, ... in call order (predictable)."""
+    counter = iter(range(1, 10_000))
+    return lambda prefix: f"{prefix}_{next(counter):04d}"
+
+
+class InMemoryEventStore:
+    """The event store's append for every in-memory fake of an `EventRecorder`: the same optimistic
+    concurrency (409 `conflict` unless the stream is at `expected_version`) and envelopes; each fake
+    folds what is recorded into its views in `_apply`."""
+
     def __init__(self) -> None:
         self.streams: dict[str, list[EventEnvelope]] = {}
-        self._projects: dict[tuple[str, str], Project] = {}
-        self._agents: dict[tuple[str, str], Agent] = {}
-        self._versions: dict[tuple[str, str], AgentVersion] = {}
-        self._artifacts: dict[tuple[str, str], Any] = {}
+        self.fail_next_record: Exception | None = None  # the next `record` raises it, recording nothing
 
-    # --- EventRecorder -------------------------------------------------------------------------
     async def record(
         self, *, stream_id: str, expected_version: int, tenant_id: str, events: Sequence[BaseModel]
     ) -> Sequence[EventEnvelope]:
+        if self.fail_next_record is not None:
+            exc, self.fail_next_record = self.fail_next_record, None
+            raise exc
         stream = self.streams.setdefault(stream_id, [])
         if len(stream) != expected_version:
             raise ApiError(
@@ -87,6 +96,19 @@ class InMemoryRegistry:
             self._apply(envelope, event)
         return envelopes
 
+    def _apply(self, envelope: EventEnvelope, event: BaseModel) -> None:
+        raise NotImplementedError
+
+
+class InMemoryRegistry(InMemoryEventStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self._projects: dict[tuple[str, str], Project] = {}
+        self._agents: dict[tuple[str, str], Agent] = {}
+        self._versions: dict[tuple[str, str], AgentVersion] = {}
+        self._artifacts: dict[tuple[str, str], Any] = {}
+
+    # --- EventRecorder -------------------------------------------------------------------------
     def _apply(self, envelope: EventEnvelope, event: BaseModel) -> None:
         tenant, meta = envelope.tenant_id, EventMeta.of(envelope)
         if isinstance(event, ProjectCreated | ProjectUpdated | ProjectDeleted):

@@ -10,7 +10,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from ailab_runtime.pagination import keyset_page
 
 from ..application.ports import ListFilter
-from ..domain.model import DELETED, Agent, AgentVersion, Project
+from ..domain.model import Agent, AgentVersion, Project
 from .documents import (
     AGENT_VERSIONS,
     AGENTS,
@@ -21,6 +21,7 @@ from .documents import (
     project_from_doc,
     version_key,
 )
+from .mongo_lists import STATUS_AND_TAGS, ensure_list_indexes, live_entities_query
 
 Db = AsyncDatabase[dict[str, Any]]
 
@@ -28,14 +29,7 @@ Db = AsyncDatabase[dict[str, Any]]
 async def ensure_indexes(db: Db) -> None:
     """Indexes serving every view query: tenant first, then the filter, then `_id` (page order)."""
     for name in (PROJECTS, AGENTS):
-        col = db[name]
-        await col.create_index([("tenant_id", ASCENDING), ("_id", ASCENDING)], name="tenant_id")
-        await col.create_index(
-            [("tenant_id", ASCENDING), ("status", ASCENDING), ("_id", ASCENDING)], name="tenant_status"
-        )
-        await col.create_index(
-            [("tenant_id", ASCENDING), ("tags", ASCENDING), ("_id", ASCENDING)], name="tenant_tags"
-        )
+        await ensure_list_indexes(db[name], STATUS_AND_TAGS)
     await db[AGENTS].create_index(
         [("tenant_id", ASCENDING), ("project_id", ASCENDING), ("_id", ASCENDING)], name="tenant_project"
     )
@@ -53,9 +47,7 @@ async def ensure_indexes(db: Db) -> None:
 
 
 def _entity_query(tenant_id: str, flt: ListFilter) -> dict[str, Any]:
-    query: dict[str, Any] = {"tenant_id": tenant_id, "status": flt.status or {"$ne": DELETED}}
-    if flt.tag:
-        query["tags"] = flt.tag
+    query = live_entities_query(tenant_id, flt.status, flt.tag)
     if flt.project_id:
         query["project_id"] = flt.project_id
     return query

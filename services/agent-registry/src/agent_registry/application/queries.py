@@ -6,15 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from ..domain.errors import NotFound
+from ..domain.lifecycle import require_live
 from ..domain.model import ARTIFACT_NAMES, Agent, AgentVersion, Project, artifact_path
 from .ports import ListFilter, RegistryViews
 
 
 async def get_project(views: RegistryViews, tenant_id: str, project_id: str) -> Project:
-    project = await views.project(tenant_id, project_id)
-    if project is None or project.deleted:
-        raise NotFound("project", project_id)
-    return project
+    return require_live(await views.project(tenant_id, project_id), "project", project_id)
 
 
 async def list_projects(
@@ -24,10 +22,7 @@ async def list_projects(
 
 
 async def get_agent(views: RegistryViews, tenant_id: str, agent_id: str) -> Agent:
-    agent = await views.agent(tenant_id, agent_id)
-    if agent is None or agent.deleted:
-        raise NotFound("agent", agent_id)
-    return agent
+    return require_live(await views.agent(tenant_id, agent_id), "agent", agent_id)
 
 
 async def list_agents(

@@ -10,27 +10,26 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Header, Path, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect
 
 from ailab_contracts.events.registry import EntityStatus
 from ailab_runtime.context import request_id_var
-from ailab_runtime.errors import ErrorResponse, error_response
 from ailab_runtime.idempotency import StoredResponse
 from ailab_runtime.internal import Caller
-from ailab_runtime.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from ailab_runtime.pagination import DEFAULT_LIMIT, Page
 
 from ..application.ports import ListFilter
-from ..entrypoints.http import CREATED_HEADERS, ETAG_HEADER, etag, once_per_idempotency_key, parse_if_match
+from ..entrypoints import http, params
+from ..entrypoints.params import Cursor, IdempotencyKey, Limit, TenantId
 from . import handlers, queries
 from .model import (
     ARTIFACT_NAMES,
     MEDIA_TYPES,
     PLAN_UPLOAD_LIMITS,
     CreateDataset,
-    DatasetError,
     DeleteDataset,
     UnsupportedFormat,
     UpdateDataset,
@@ -60,31 +59,12 @@ def dataset_ports(request: Request) -> DatasetPorts:
 
 
 Ports = Annotated[DatasetPorts, Depends(dataset_ports)]
-TenantId = Annotated[str, Path(min_length=1, max_length=128, description="Owning tenant.", examples=["demo"])]
 DatasetId = Annotated[
     str, Path(max_length=128, description="Dataset id.", examples=["dst_0192f3a4b5c6d1e2f3"])
 ]
-IfMatch = Annotated[
-    str | None,
-    Header(
-        alias="If-Match",
-        description='`"<version>"` from an ETag, or `*`: the write applies only if the dataset is still '
-        "at that version.",
-    ),
-]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        max_length=255,
-        description="Retrying with the same key and body returns the first response; another body gets 422.",
-    ),
-]
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size.")]
-Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous page.")]
+IfMatch = Annotated[str | None, params.if_match_header("dataset")]
 
 _ERRORS = {
-    401: "Missing or invalid internal service credential (`unauthorized`).",
     404: "No such dataset (or file, or example) in this tenant (`not_found`).",
     409: "Another request changed the dataset first (`conflict`), the Idempotency-Key is in use, the "
     "dataset is archived (`dataset_archived`), or the file was replaced under a cursor "
@@ -101,19 +81,10 @@ _ERRORS = {
 
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": ErrorResponse, "description": _ERRORS[code]} for code in (401, *codes)}
+    return http.documented_errors(_ERRORS, *codes)
 
 
 router = APIRouter(prefix=PATH, tags=[TAG])
-
-
-def _page(items: list[Any], next_cursor: str | None) -> dict[str, Any]:
-    return {"items": items, "next_cursor": next_cursor}
-
-
-def _with_etag(dataset: Any, response: Response) -> DatasetOut:
-    response.headers["ETag"] = etag(dataset.version)
-    return DatasetOut.of(dataset)
 
 
 # --- datasets -------------------------------------------------------------------------------------
@@ -126,14 +97,14 @@ async def list_datasets(
     ports: Ports,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
-    status: Annotated[EntityStatus | None, Query(description="Only datasets with this status.")] = None,
-    tag: Annotated[str | None, Query(max_length=64, description="Only datasets carrying this tag.")] = None,
+    status: Annotated[EntityStatus | None, params.status_query("datasets")] = None,
+    tag: Annotated[str | None, params.tag_query("datasets")] = None,
 ) -> dict[str, Any]:
     """Datasets of the tenant, oldest first; deleted ones are never listed."""
     items, next_cursor = await queries.list_datasets(
         ports, tenant_id, ListFilter(limit=limit, cursor=cursor, status=status, tag=tag)
     )
-    return _page([DatasetOut.of(d) for d in items], next_cursor)
+    return http.page([DatasetOut.of(d) for d in items], next_cursor)
 
 
 @router.post(
@@ -141,7 +112,7 @@ async def list_datasets(
     status_code=201,
     response_model=DatasetOut,
     summary="Create a dataset",
-    responses={201: {"headers": CREATED_HEADERS}, **errors(409, 422)},
+    responses={201: {"headers": http.CREATED_HEADERS}, **errors(409, 422)},
 )
 async def create_dataset(
     tenant_id: TenantId,
@@ -165,29 +136,29 @@ async def create_dataset(
             ),
             ports,
         )
-        out = DatasetOut.of(dataset).model_dump(mode="json", by_alias=True)
-        return 201, out, {"ETag": etag(dataset.version), "Location": f"{request.url.path}/{dataset.id}"}
+        return http.created(DatasetOut.of(dataset), dataset.version, f"{request.url.path}/{dataset.id}")
 
-    return await once_per_idempotency_key(request, caller, tenant_id, idempotency_key, body, action)
+    return await http.once_per_idempotency_key(request, caller, tenant_id, idempotency_key, body, action)
 
 
 @router.get(
     "/{dataset_id}",
     response_model=DatasetOut,
     summary="Get a dataset",
-    responses={200: {"headers": ETAG_HEADER}, **errors(404, 422)},
+    responses={200: {"headers": http.ETAG_HEADER}, **errors(404, 422)},
 )
 async def get_dataset(
     tenant_id: TenantId, dataset_id: DatasetId, caller: Caller, ports: Ports, response: Response
 ) -> DatasetOut:
-    return _with_etag(await queries.get_dataset(ports, tenant_id, dataset_id), response)
+    dataset = await queries.get_dataset(ports, tenant_id, dataset_id)
+    return http.with_etag(response, dataset.version, DatasetOut.of(dataset))
 
 
 @router.put(
     "/{dataset_id}",
     response_model=DatasetOut,
     summary="Update a dataset",
-    responses={200: {"headers": ETAG_HEADER}, **errors(404, 409, 412, 422)},
+    responses={200: {"headers": http.ETAG_HEADER}, **errors(404, 409, 412, 422)},
 )
 async def update_dataset(
     tenant_id: TenantId,
@@ -205,11 +176,11 @@ async def update_dataset(
             dataset_id=dataset_id,
             actor=caller.principal_id,
             changes=body.model_dump(exclude_unset=True),
-            precondition=parse_if_match(if_match),
+            precondition=http.parse_if_match(if_match),
         ),
         ports,
     )
-    return _with_etag(dataset, response)
+    return http.with_etag(response, dataset.version, DatasetOut.of(dataset))
 
 
 @router.delete(
@@ -234,7 +205,7 @@ async def delete_dataset(
             actor=caller.principal_id,
             request_id=request_id_var.get() or f"delete:{dataset_id}",
             at=ports.clock(),
-            precondition=parse_if_match(if_match),
+            precondition=http.parse_if_match(if_match),
         ),
         ports,
     )
@@ -287,7 +258,7 @@ _FILE_BODY = {
     "/{dataset_id}/upload",
     response_model=DatasetOut,
     summary="Upload the dataset file (JSONL or CSV, streamed)",
-    responses={200: {"headers": ETAG_HEADER}, **errors(404, 409, 412, 413, 415, 422)},
+    responses={200: {"headers": http.ETAG_HEADER}, **errors(404, 409, 412, 413, 415, 422)},
     openapi_extra={"requestBody": _FILE_BODY},
 )
 async def upload_dataset_file(
@@ -318,14 +289,14 @@ async def upload_dataset_file(
             format=fmt,
             request_id=request_id_var.get() or f"upload:{dataset_id}",
             declared_size=_declared_size(request),
-            precondition=parse_if_match(if_match),
+            precondition=http.parse_if_match(if_match),
         ),
         _body(request),
         ports,
     )
     if replaced:  # after the response: the old file is no longer read
         background_tasks.add_task(handlers.discard_upload, ports, tenant_id, dataset.id, replaced)
-    return _with_etag(dataset, response)
+    return http.with_etag(response, dataset.version, DatasetOut.of(dataset))
 
 
 def _etag_matches(header: str | None, tag: str) -> bool:
@@ -399,7 +370,7 @@ async def list_examples(
     """Rows of the current file in file order (empty before the first upload). A cursor belongs to one
     file: after a re-upload it gets 409 `dataset_file_replaced`."""
     items, next_cursor = await queries.list_examples(ports, tenant_id, dataset_id, cursor, limit)
-    return _page([DatasetExampleOut(index=i, upload_id=u, data=d) for i, u, d in items], next_cursor)
+    return http.page([DatasetExampleOut(index=i, upload_id=u, data=d) for i, u, d in items], next_cursor)
 
 
 @router.get(
@@ -443,9 +414,3 @@ async def get_dataset_file(
     """`schema.json` at `tenants/{tenant}/datasets/{dataset}/`: `dataset_id`, `upload_id`, `format`,
     `row_count`, `fields` (name, types, nullable, required, example) and `truncated`."""
     return JSONResponse(content=await queries.get_file(ports, tenant_id, dataset_id, name))
-
-
-def install_error_handler(app: FastAPI) -> None:
-    @app.exception_handler(DatasetError)
-    async def _dataset_error(_: Request, exc: DatasetError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.details)

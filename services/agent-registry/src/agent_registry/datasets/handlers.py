@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from ailab_runtime.errors import ApiError
 
+from ..application.recording import record_and_fold
 from ..domain.errors import RegistryError
 from . import model
 from .model import (
@@ -49,15 +50,15 @@ async def _record(
     expected_version: int,
     events: Sequence[BaseModel],
 ) -> Dataset:
-    envelopes = await ports.recorder.record(
+    return await record_and_fold(
+        ports.recorder,
+        model.evolve_dataset,
+        state,
+        tenant_id=tenant_id,
         stream_id=dataset_stream(tenant_id, dataset_id),
         expected_version=expected_version,
-        tenant_id=tenant_id,
         events=events,
     )
-    new_state = model.fold(state, tenant_id, zip(envelopes, events, strict=True))
-    assert new_state is not None
-    return new_state
 
 
 async def create_dataset(cmd: CreateDataset, ports: DatasetPorts) -> Dataset:

@@ -26,10 +26,10 @@ from ailab_contracts.events.datasets import (
 )
 from ailab_contracts.events.usage import UsageRecorded
 
+from ..domain import lifecycle
 from ..domain.commands import Precondition
-from ..domain.errors import InvalidValue, NotFound, RegistryError
-from ..domain.model import DELETED, EventMeta, normalize_tags
-from ..domain.values import storage_problems
+from ..domain.errors import RegistryError
+from ..domain.lifecycle import DELETED, DeletedByStatus, EventMeta
 
 STREAM_PREFIX = "dataset"
 DATASET_FIELDS = ("name", "description", "tags", "metadata", "status")
@@ -148,7 +148,7 @@ class DatasetArchived(DatasetError):
 
 
 @dataclass(frozen=True)
-class Dataset:
+class Dataset(DeletedByStatus):
     id: str
     tenant_id: str
     name: str
@@ -173,10 +173,6 @@ class Dataset:
     artifacts: list[str] = field(default_factory=list)
 
     @property
-    def deleted(self) -> bool:
-        return self.status == DELETED
-
-    @property
     def has_file(self) -> bool:
         return self.upload_id is not None
 
@@ -186,58 +182,41 @@ def evolve_dataset(
 ) -> Dataset | None:
     """The dataset after `event`; None when the event does not concern an existing dataset.
     Every event of the stream moves `version` (the usage record of an upload included)."""
-    at, position = meta.occurred_at, meta.stream_version
     if isinstance(event, DatasetCreated):
         if state is not None:
             return state
-        return Dataset(
-            id=event.dataset_id,
-            tenant_id=tenant_id,
-            name=event.name,
-            description=event.description,
-            status="active",
-            tags=list(event.tags),
-            metadata=dict(event.metadata),
-            created_at=at,
-            updated_at=at,
-            created_by=event.created_by,
-            updated_by=event.created_by,
-            version=position,
-        )
+        return Dataset(id=event.dataset_id, **lifecycle.new_entity_fields(event, tenant_id, meta))
     if state is None:
         return None
     if isinstance(event, DatasetUpdated):
-        changes = {f: getattr(event, f) for f in DATASET_FIELDS if getattr(event, f) is not None}
-        return replace(state, **changes, updated_at=at, updated_by=event.updated_by, version=position)
+        return lifecycle.touched(state, meta, event.updated_by, **lifecycle.set_fields(event, DATASET_FIELDS))
     if isinstance(event, DatasetFileUploaded):
-        return replace(
+        return lifecycle.touched(
             state,
+            meta,
+            event.uploaded_by,
             format=event.format,
             row_count=event.row_count,
             size_bytes=event.size_bytes,
             content_sha256=event.content_sha256,
             schema=event.schema_.model_dump(mode="json"),
             upload_id=event.upload_id,
-            uploaded_at=at,
+            uploaded_at=meta.occurred_at,
             uploaded_by=event.uploaded_by,
             artifacts=[artifact_path(tenant_id, state.id, n) for n in ARTIFACT_NAMES],
-            updated_at=at,
-            updated_by=event.uploaded_by,
-            version=position,
         )
     if isinstance(event, DatasetDeleted):
-        return replace(state, status=DELETED, updated_at=at, updated_by=event.deleted_by, version=position)
+        return lifecycle.touched(state, meta, event.deleted_by, status=DELETED)
     if isinstance(event, UsageRecorded):
-        return replace(state, version=position)
+        return replace(state, version=meta.stream_version)
     return None
 
 
 def fold(
     state: Dataset | None, tenant_id: str, recorded: Iterable[tuple[EventEnvelope, BaseModel]]
 ) -> Dataset | None:
-    for envelope, event in recorded:
-        state = evolve_dataset(state, tenant_id, event, EventMeta.of(envelope)) or state
-    return state
+    folded: Dataset | None = lifecycle.fold(evolve_dataset, state, tenant_id, recorded)
+    return folded
 
 
 def schema_document(dataset: Dataset) -> dict[str, Any] | None:
@@ -313,51 +292,21 @@ class UploadDatasetFile:
 # --- deciding events ------------------------------------------------------------------------------
 
 
-def _require_storable(value: Any, loc: list[str | int]) -> None:
-    problems = storage_problems(value, loc)
-    if problems:
-        raise InvalidValue(problems)
-
-
-def require_live(dataset: Dataset | None, dataset_id: str) -> Dataset:
-    if dataset is None or dataset.deleted:
-        raise NotFound("dataset", dataset_id)
-    return dataset
+def require_live(
+    dataset: Dataset | None, dataset_id: str, precondition: Precondition | None = None
+) -> Dataset:
+    return lifecycle.require_live(dataset, "dataset", dataset_id, precondition)
 
 
 def decide_create(dataset_id: str, cmd: CreateDataset) -> DatasetCreated:
-    _require_storable(dict(cmd.metadata), ["body", "metadata"])
-    return DatasetCreated(
-        dataset_id=dataset_id,
-        name=cmd.name,
-        description=cmd.description,
-        tags=normalize_tags(cmd.tags),
-        metadata=dict(cmd.metadata),
-        created_by=cmd.actor,
-    )
+    return DatasetCreated(dataset_id=dataset_id, **lifecycle.created_fields(cmd))
 
 
 def decide_update(dataset: Dataset | None, cmd: UpdateDataset) -> DatasetUpdated | None:
     """None when nothing would change (the caller gets the current state back)."""
-    live = require_live(dataset, cmd.dataset_id)
-    if cmd.precondition:
-        cmd.precondition.check(live.version)
-    unknown = set(cmd.changes) - set(DATASET_FIELDS)
-    if unknown:
-        raise ValueError(f"cannot change {sorted(unknown)}")
-    changes: dict[str, Any] = {}
-    for name, value in cmd.changes.items():
-        if value is None:
-            continue
-        if name == "tags":
-            value = normalize_tags(value)
-        if name == "metadata":
-            value = dict(value)
-            _require_storable(value, ["body", "metadata"])
-        if getattr(live, name) != value:
-            changes[name] = value
-    if changes.get("status") == DELETED:
-        raise ValueError("use DeleteDataset to delete a dataset")
+    live = require_live(dataset, cmd.dataset_id, cmd.precondition)
+    changes = lifecycle.changed_fields(live, cmd.changes, DATASET_FIELDS)
+    lifecycle.check_changes(changes, delete_refusal="use DeleteDataset to delete a dataset")
     return DatasetUpdated(dataset_id=live.id, updated_by=cmd.actor, **changes) if changes else None
 
 
@@ -393,9 +342,7 @@ def storage_usage(
 
 
 def check_uploadable(dataset: Dataset | None, cmd: UploadDatasetFile) -> Dataset:
-    live = require_live(dataset, cmd.dataset_id)
-    if cmd.precondition:
-        cmd.precondition.check(live.version)
+    live = require_live(dataset, cmd.dataset_id, cmd.precondition)
     if live.status == "archived":
         raise DatasetArchived(live.id)
     return live
@@ -432,9 +379,7 @@ def decide_file_uploaded(
 
 def decide_delete(dataset: Dataset | None, cmd: DeleteDataset) -> list[BaseModel]:
     """The deletion, and the storage it frees when the dataset had a file."""
-    live = require_live(dataset, cmd.dataset_id)
-    if cmd.precondition:
-        cmd.precondition.check(live.version)
+    live = require_live(dataset, cmd.dataset_id, cmd.precondition)
     events: list[BaseModel] = [
         DatasetDeleted(
             dataset_id=live.id, upload_id=live.upload_id, size_bytes=live.size_bytes, deleted_by=cmd.actor

@@ -30,6 +30,7 @@ from typing import Any
 
 from ailab_contracts.events.datasets import DatasetSchema, SchemaField
 
+from ..domain.values import json_type
 from .model import InvalidDatasetRow
 
 MAX_ROW_BYTES = 1_048_576  # one row (line or CSV record) of a file; MongoDB documents stop at 16 MiB
@@ -137,7 +138,7 @@ class JsonlReader:
         except RecursionError:
             raise InvalidDatasetRow(line, f"nests deeper than {MAX_DEPTH} levels") from None
         if not isinstance(value, dict):
-            raise InvalidDatasetRow(line, f"a row must be a JSON object, not {_json_type(value) or 'null'}")
+            raise InvalidDatasetRow(line, f"a row must be a JSON object, not {json_type(value)}")
         if problem := value_problem(value):
             raise InvalidDatasetRow(line, problem)
         self.rows += 1
@@ -284,22 +285,6 @@ def reader_for(fmt: str, max_row_bytes: int = MAX_ROW_BYTES) -> JsonlReader | Cs
 # --- schema inference ------------------------------------------------------------------------------
 
 
-def _json_type(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, dict):
-        return "object"
-    return "array"
-
-
 # A CSV cell reads as a number or boolean only when it is exactly a JSON literal of one: `-12`,
 # `3.5`, `1e-3`, `true`, `false`. Anything else (leading zeros as in ids and zip codes, `+1`,
 # `TRUE`, `NaN`, surrounding blanks) is text.
@@ -382,7 +367,7 @@ class SchemaBuilder:
             elif value is None:
                 stats.nullable = True
             else:
-                stats.types.add(_json_type(value))  # type: ignore[arg-type]
+                stats.types.add(json_type(value))
                 if not stats.has_example:
                     stats.example, stats.has_example = clip_example(value), True
 

@@ -11,17 +11,14 @@ from ailab_runtime.pagination import decode_cursor, encode_cursor
 
 from ..application.ports import ListFilter
 from ..domain.errors import NotFound
-from .model import ARTIFACT_NAMES, Dataset, artifact_path
+from .model import ARTIFACT_NAMES, Dataset, artifact_path, require_live
 from .ports import DatasetPorts
 
 Example = tuple[int, str, Any]  # (index, upload_id, data)
 
 
 async def get_dataset(ports: DatasetPorts, tenant_id: str, dataset_id: str) -> Dataset:
-    dataset = await ports.views.dataset(tenant_id, dataset_id)
-    if dataset is None or dataset.deleted:
-        raise NotFound("dataset", dataset_id)
-    return dataset
+    return require_live(await ports.views.dataset(tenant_id, dataset_id), dataset_id)
 
 
 async def list_datasets(

@@ -11,22 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from ailab_contracts.events.datasets import DatasetFormat, DatasetSchema
 from ailab_contracts.events.registry import EntityStatus
 
-from ..entrypoints.schemas import Description, Name, Tag
+from ..entrypoints.schemas import METADATA_DOC, TAGS_DOC, UNCHANGED_DOC, Description, Name, StrictBody, Tag
 from .model import Dataset
 
-_TAGS = "Labels to filter lists by (`?tag=`); blanks and duplicates are dropped. At most 50."
-_METADATA = (
-    "Free-form JSON object. Keys may not be empty, start with `$` or contain `.`; "
-    "numbers must be finite and integers fit in 64 bits."
-)
-_UNCHANGED = " Omit (or send null) to leave it unchanged."
 
-
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class DatasetCreate(_In):
+class DatasetCreate(StrictBody):
     """A new dataset; upload its file (JSONL or CSV) with `POST .../upload`."""
 
     name: Name = Field(
@@ -35,19 +24,19 @@ class DatasetCreate(_In):
     description: Description | None = Field(
         default=None, description="Free text shown to people.", examples=["Tickets with the expected answer"]
     )
-    tags: list[Tag] = Field(default_factory=list, max_length=50, description=_TAGS, examples=[["eval"]])
+    tags: list[Tag] = Field(default_factory=list, max_length=50, description=TAGS_DOC, examples=[["eval"]])
     metadata: dict[str, Any] = Field(
-        default_factory=dict, description=_METADATA, examples=[{"source": "zendesk"}]
+        default_factory=dict, description=METADATA_DOC, examples=[{"source": "zendesk"}]
     )
 
 
-class DatasetUpdate(_In):
+class DatasetUpdate(StrictBody):
     """Fields to change; omitted fields keep their value. Upload a file to change the data."""
 
-    name: Name | None = Field(default=None, description="Display name." + _UNCHANGED)
-    description: Description | None = Field(default=None, description="Free text." + _UNCHANGED)
-    tags: list[Tag] | None = Field(default=None, max_length=50, description=_TAGS + " Replaces the list.")
-    metadata: dict[str, Any] | None = Field(default=None, description=_METADATA + " Replaces the object.")
+    name: Name | None = Field(default=None, description="Display name." + UNCHANGED_DOC)
+    description: Description | None = Field(default=None, description="Free text." + UNCHANGED_DOC)
+    tags: list[Tag] | None = Field(default=None, max_length=50, description=TAGS_DOC + " Replaces the list.")
+    metadata: dict[str, Any] | None = Field(default=None, description=METADATA_DOC + " Replaces the object.")
     status: EntityStatus | None = Field(
         default=None,
         description="Lifecycle status; an archived dataset accepts no uploads.",

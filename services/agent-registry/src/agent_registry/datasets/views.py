@@ -9,8 +9,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
-from datetime import UTC, datetime
+from dataclasses import fields
 from typing import Any
 
 from pydantic import BaseModel
@@ -28,8 +27,10 @@ from ailab_contracts.events.usage import UsageRecorded
 from ailab_runtime.pagination import keyset_page
 from ailab_runtime.views import apply_versioned
 
+from ..adapters.documents import entity_to_doc, utc
+from ..adapters.mongo_lists import STATUS_AND_TAGS, ensure_list_indexes, live_entities_query
 from ..application.ports import ListFilter
-from ..domain.model import DELETED, EventMeta
+from ..domain.model import EventMeta
 from ..projections.guarded import GuardedStateView
 from .model import SCHEMA_FILE, Dataset, artifact_path, dataset_id_of_stream, evolve_dataset
 
@@ -41,18 +42,13 @@ Db = AsyncDatabase[dict[str, Any]]
 _DATASET_EVENTS = (DatasetCreated, DatasetUpdated, DatasetFileUploaded, DatasetDeleted)
 
 
-def _utc(value: Any) -> Any:
-    return value.astimezone(UTC) if isinstance(value, datetime) else value
-
-
 def dataset_to_doc(dataset: Dataset) -> dict[str, Any]:
-    body = {k: v for k, v in asdict(dataset).items() if k not in ("id", "version")}
-    return {"_id": dataset.id, **body, "_version": dataset.version}
+    return entity_to_doc(dataset)
 
 
 def dataset_from_doc(doc: dict[str, Any]) -> Dataset:
     known = {"id": doc["_id"], "version": doc["_version"]}
-    values = {f.name: _utc(doc.get(f.name)) for f in fields(Dataset) if f.name not in known and f.name in doc}
+    values = {f.name: utc(doc.get(f.name)) for f in fields(Dataset) if f.name not in known and f.name in doc}
     return Dataset(**values, **known)
 
 
@@ -125,14 +121,7 @@ def projections(db: Db) -> list[Any]:
 
 
 async def ensure_view_indexes(db: Db) -> None:
-    col = db[DATASETS]
-    await col.create_index([("tenant_id", ASCENDING), ("_id", ASCENDING)], name="tenant_id")
-    await col.create_index(
-        [("tenant_id", ASCENDING), ("status", ASCENDING), ("_id", ASCENDING)], name="tenant_status"
-    )
-    await col.create_index(
-        [("tenant_id", ASCENDING), ("tags", ASCENDING), ("_id", ASCENDING)], name="tenant_tags"
-    )
+    await ensure_list_indexes(db[DATASETS], STATUS_AND_TAGS)
     await db[ARTIFACTS].create_index([("tenant_id", ASCENDING), ("_id", ASCENDING)], name="tenant_id")
 
 
@@ -149,9 +138,7 @@ class DatasetViews:
         return dataset_from_doc(doc) if doc else None
 
     async def datasets(self, tenant_id: str, flt: ListFilter) -> tuple[list[Dataset], str | None]:
-        query: dict[str, Any] = {"tenant_id": tenant_id, "status": flt.status or {"$ne": DELETED}}
-        if flt.tag:
-            query["tags"] = flt.tag
+        query = live_entities_query(tenant_id, flt.status, flt.tag)
         docs, cursor = await keyset_page(self._datasets, query, flt.cursor, flt.limit)
         return [dataset_from_doc(d) for d in docs], cursor
 

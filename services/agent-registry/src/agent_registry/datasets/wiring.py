@@ -11,7 +11,7 @@ from ailab_runtime.service import Runtime
 
 from ..adapters.runtime_recorder import RuntimeEventRecorder
 from ..features import Feature
-from .api import TAG, install_error_handler, router
+from .api import TAG, router
 from .cleanup import EventStoreUploads, Sweeper
 from .plans import TENANT_PLANS_CONSUMER, TenantPlans
 from .ports import DatasetPorts
@@ -30,7 +30,6 @@ def build_ports(runtime: Runtime) -> DatasetPorts:
 
 def _setup(app: FastAPI) -> None:
     app.state.dataset_ports = build_ports(app.state.runtime)
-    install_error_handler(app)
 
 
 async def _indexes(db: AsyncDatabase[dict[str, Any]]) -> None:

@@ -8,14 +8,12 @@ events to record; they never perform I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, get_args
 
 from pydantic import BaseModel
 
-from ailab_contracts import EventEnvelope
 from ailab_contracts.events.registry import (
     AgentCreated,
     AgentDeleted,
@@ -39,13 +37,25 @@ from .commands import (
     UpdateAgentVersion,
     UpdateProject,
 )
-from .errors import AgentArchived, InvalidReference, InvalidValue, NotFound
+from .errors import AgentArchived, InvalidReference, NotFound
 from .flow_graph import parse_flow_graph
-from .values import storage_problems
+from .lifecycle import (
+    DELETED,
+    DeletedByStatus,
+    EventMeta,
+    changed_fields,
+    check_changes,
+    created_fields,
+    new_entity_fields,
+    require_live,
+    require_storable,
+    set_fields,
+    stamps,
+    touched,
+)
 
 ENTITY_STATUSES: tuple[str, ...] = get_args(EntityStatus)
 VERSION_STATUSES: tuple[str, ...] = get_args(VersionStatus)
-DELETED = "deleted"  # status of a deleted project/agent: kept for history, hidden from every read
 ARTIFACT_NAMES: tuple[str, ...] = ("flow-graph.json", "config.json")
 
 PROJECT_FIELDS = ("name", "description", "tags", "metadata", "status")
@@ -66,21 +76,7 @@ def artifact_path(tenant_id: str, agent_id: str, version: int, name: str) -> str
 
 
 @dataclass(frozen=True)
-class EventMeta:
-    """Where and when an event happened; all a fold needs besides the payload."""
-
-    stream_version: int
-    occurred_at: datetime
-
-    @classmethod
-    def of(cls, envelope: EventEnvelope) -> EventMeta:
-        # MongoDB keeps milliseconds: truncating here makes responses equal to stored views
-        at = envelope.occurred_at
-        return cls(envelope.stream_version, at.replace(microsecond=at.microsecond // 1000 * 1000))
-
-
-@dataclass(frozen=True)
-class Project:
+class Project(DeletedByStatus):
     id: str
     tenant_id: str
     name: str
@@ -94,13 +90,9 @@ class Project:
     updated_by: str
     version: int  # stream version this state reflects (the ETag)
 
-    @property
-    def deleted(self) -> bool:
-        return self.status == DELETED
-
 
 @dataclass(frozen=True)
-class Agent:
+class Agent(DeletedByStatus):
     id: str
     tenant_id: str
     project_id: str | None
@@ -116,10 +108,6 @@ class Agent:
     created_by: str
     updated_by: str
     version: int
-
-    @property
-    def deleted(self) -> bool:
-        return self.status == DELETED
 
 
 @dataclass(frozen=True)
@@ -150,88 +138,48 @@ def evolve_project(
     state: Project | None, tenant_id: str, event: BaseModel, meta: EventMeta
 ) -> Project | None:
     """The project after `event`; None when the event does not concern an existing project."""
-    at, position = meta.occurred_at, meta.stream_version
     if isinstance(event, ProjectCreated):
         if state is not None:
             return state
-        return Project(
-            id=event.project_id,
-            tenant_id=tenant_id,
-            name=event.name,
-            description=event.description,
-            status="active",
-            tags=list(event.tags),
-            metadata=dict(event.metadata),
-            created_at=at,
-            updated_at=at,
-            created_by=event.created_by,
-            updated_by=event.created_by,
-            version=position,
-        )
+        return Project(id=event.project_id, **new_entity_fields(event, tenant_id, meta))
     if state is None:
         return None
     if isinstance(event, ProjectUpdated):
-        return replace(
-            state,
-            **_set_fields(event, PROJECT_FIELDS),
-            updated_at=at,
-            updated_by=event.updated_by,
-            version=position,
-        )
+        return touched(state, meta, event.updated_by, **set_fields(event, PROJECT_FIELDS))
     if isinstance(event, ProjectDeleted):
-        return replace(state, status=DELETED, updated_at=at, updated_by=event.deleted_by, version=position)
+        return touched(state, meta, event.deleted_by, status=DELETED)
     return None
 
 
 def evolve_agent(state: Agent | None, tenant_id: str, event: BaseModel, meta: EventMeta) -> Agent | None:
     """The agent after `event` (every event of its stream moves `version`, versions included)."""
-    at, position = meta.occurred_at, meta.stream_version
     if isinstance(event, AgentCreated):
         if state is not None:
             return state
         return Agent(
             id=event.agent_id,
-            tenant_id=tenant_id,
             project_id=event.project_id,
-            name=event.name,
-            description=event.description,
             type=event.type,
-            status="active",
-            tags=list(event.tags),
-            metadata=dict(event.metadata),
             latest_version=None,
-            created_at=at,
-            updated_at=at,
-            created_by=event.created_by,
-            updated_by=event.created_by,
-            version=position,
+            **new_entity_fields(event, tenant_id, meta),
         )
     if state is None:
         return None
     if isinstance(event, AgentUpdated):
-        return replace(
-            state,
-            **_set_fields(event, AGENT_FIELDS),
-            updated_at=at,
-            updated_by=event.updated_by,
-            version=position,
-        )
+        return touched(state, meta, event.updated_by, **set_fields(event, AGENT_FIELDS))
     if isinstance(event, AgentDeleted):
-        return replace(state, status=DELETED, updated_at=at, updated_by=event.deleted_by, version=position)
+        return touched(state, meta, event.deleted_by, status=DELETED)
     if isinstance(event, AgentVersionPublished):
         latest = max(state.latest_version or 0, event.version)
-        return replace(
-            state, latest_version=latest, updated_at=at, updated_by=event.created_by, version=position
-        )
+        return touched(state, meta, event.created_by, latest_version=latest)
     if isinstance(event, AgentVersionUpdated):
-        return replace(state, version=position)
+        return replace(state, version=meta.stream_version)
     return None
 
 
 def evolve_agent_version(
     state: AgentVersion | None, tenant_id: str, event: BaseModel, meta: EventMeta
 ) -> AgentVersion | None:
-    at, position = meta.occurred_at, meta.stream_version
     if isinstance(event, AgentVersionPublished):
         if state is not None:
             return state
@@ -244,22 +192,12 @@ def evolve_agent_version(
             config=dict(event.config),
             changelog=event.changelog,
             artifacts=[artifact_path(tenant_id, event.agent_id, event.version, n) for n in ARTIFACT_NAMES],
-            created_at=at,
-            updated_at=at,
-            created_by=event.created_by,
-            updated_by=event.created_by,
-            version=position,
+            **stamps(meta, event.created_by),
         )
     if state is None:
         return None
     if isinstance(event, AgentVersionUpdated) and event.version == state.number:
-        return replace(
-            state,
-            **_set_fields(event, VERSION_FIELDS),
-            updated_at=at,
-            updated_by=event.updated_by,
-            version=position,
-        )
+        return touched(state, meta, event.updated_by, **set_fields(event, VERSION_FIELDS))
     return None
 
 
@@ -268,88 +206,23 @@ def artifact_documents(event: AgentVersionPublished) -> dict[str, Any]:
     return {"flow-graph.json": event.flow_graph.model_dump(mode="json"), "config.json": dict(event.config)}
 
 
-def fold(evolve: Any, state: Any, tenant_id: str, recorded: Iterable[tuple[EventEnvelope, BaseModel]]) -> Any:
-    """Apply recorded events in order (events that do not concern the aggregate leave it as is)."""
-    for envelope, event in recorded:
-        state = evolve(state, tenant_id, event, EventMeta.of(envelope)) or state
-    return state
-
-
-def _set_fields(event: BaseModel, fields: Sequence[str]) -> dict[str, Any]:
-    return {f: getattr(event, f) for f in fields if getattr(event, f) is not None}
-
-
 # --- deciding events from commands --------------------------------------------------------------
 
 
-def normalize_tags(tags: Iterable[str]) -> list[str]:
-    """Tags without surrounding blanks, empties or duplicates, in the caller's order."""
-    out: list[str] = []
-    for tag in (t.strip() for t in tags):
-        if tag and tag not in out:
-            out.append(tag)
-    return out
-
-
-def _require_storable(value: Any, loc: list[str | int]) -> None:
-    problems = storage_problems(value, loc)
-    if problems:
-        raise InvalidValue(problems)
-
-
-def _require_live(entity: Project | Agent | None, kind: str, ident: str) -> Any:
-    if entity is None or entity.deleted:
-        raise NotFound(kind, ident)
-    return entity
-
-
-def _changes(state: Any, requested: Mapping[str, Any], allowed: Sequence[str]) -> dict[str, Any]:
-    """The requested fields whose value differs from the current state (None = leave unchanged)."""
-    unknown = set(requested) - set(allowed)
-    if unknown:
-        raise ValueError(f"cannot change {sorted(unknown)}")
-    changes: dict[str, Any] = {}
-    for name, value in requested.items():
-        if value is None:
-            continue
-        if name == "tags":
-            value = normalize_tags(value)
-        if name == "metadata":
-            value = dict(value)
-        if getattr(state, name) != value:
-            changes[name] = value
-    return changes
-
-
 def decide_create_project(project_id: str, cmd: CreateProject) -> ProjectCreated:
-    _require_storable(dict(cmd.metadata), ["body", "metadata"])
-    return ProjectCreated(
-        project_id=project_id,
-        name=cmd.name,
-        description=cmd.description,
-        tags=normalize_tags(cmd.tags),
-        metadata=dict(cmd.metadata),
-        created_by=cmd.actor,
-    )
+    return ProjectCreated(project_id=project_id, **created_fields(cmd))
 
 
 def decide_update_project(project: Project | None, cmd: UpdateProject) -> ProjectUpdated | None:
     """None when nothing would change (the caller gets the current state back)."""
-    live: Project = _require_live(project, "project", cmd.project_id)
-    if cmd.precondition:
-        cmd.precondition.check(live.version)
-    changes = _changes(live, cmd.changes, PROJECT_FIELDS)
-    if "metadata" in changes:
-        _require_storable(changes["metadata"], ["body", "metadata"])
-    if changes.get("status") == DELETED:
-        raise ValueError("use DeleteProject to delete a project")
+    live = require_live(project, "project", cmd.project_id, cmd.precondition)
+    changes = changed_fields(live, cmd.changes, PROJECT_FIELDS)
+    check_changes(changes, delete_refusal="use DeleteProject to delete a project")
     return ProjectUpdated(project_id=live.id, updated_by=cmd.actor, **changes) if changes else None
 
 
 def decide_delete_project(project: Project | None, cmd: DeleteProject) -> ProjectDeleted:
-    live: Project = _require_live(project, "project", cmd.project_id)
-    if cmd.precondition:
-        cmd.precondition.check(live.version)
+    live = require_live(project, "project", cmd.project_id, cmd.precondition)
     return ProjectDeleted(project_id=live.id, deleted_by=cmd.actor)
 
 
@@ -362,49 +235,32 @@ def decide_create_agent(agent_id: str, cmd: CreateAgent, project: Project | None
     """`project` is the project named by `cmd.project_id` (None if it was not found)."""
     if cmd.project_id is not None:
         _require_project_reference(cmd.project_id, project, cmd.tenant_id)
-    _require_storable(dict(cmd.metadata), ["body", "metadata"])
-    return AgentCreated(
-        agent_id=agent_id,
-        project_id=cmd.project_id,
-        name=cmd.name,
-        description=cmd.description,
-        type=cmd.type,
-        tags=normalize_tags(cmd.tags),
-        metadata=dict(cmd.metadata),
-        created_by=cmd.actor,
-    )
+    return AgentCreated(agent_id=agent_id, project_id=cmd.project_id, type=cmd.type, **created_fields(cmd))
 
 
 def decide_update_agent(
     agent: Agent | None, cmd: UpdateAgent, project: Project | None
 ) -> AgentUpdated | None:
-    live: Agent = _require_live(agent, "agent", cmd.agent_id)
-    if cmd.precondition:
-        cmd.precondition.check(live.version)
-    changes = _changes(live, cmd.changes, AGENT_FIELDS)
+    live = require_live(agent, "agent", cmd.agent_id, cmd.precondition)
+    changes = changed_fields(live, cmd.changes, AGENT_FIELDS)
     if "project_id" in changes:
         _require_project_reference(changes["project_id"], project, cmd.tenant_id)
-    if "metadata" in changes:
-        _require_storable(changes["metadata"], ["body", "metadata"])
-    if changes.get("status") == DELETED:
-        raise ValueError("use DeleteAgent to delete an agent")
+    check_changes(changes, delete_refusal="use DeleteAgent to delete an agent")
     return AgentUpdated(agent_id=live.id, updated_by=cmd.actor, **changes) if changes else None
 
 
 def decide_delete_agent(agent: Agent | None, cmd: DeleteAgent) -> AgentDeleted:
-    live: Agent = _require_live(agent, "agent", cmd.agent_id)
-    if cmd.precondition:
-        cmd.precondition.check(live.version)
+    live = require_live(agent, "agent", cmd.agent_id, cmd.precondition)
     return AgentDeleted(agent_id=live.id, deleted_by=cmd.actor)
 
 
 def decide_publish_version(agent: Agent | None, cmd: PublishAgentVersion) -> AgentVersionPublished:
     """A new version numbered after the agent's latest; the graph must pass every flow rule."""
-    live: Agent = _require_live(agent, "agent", cmd.agent_id)
+    live = require_live(agent, "agent", cmd.agent_id)
     if live.status == "archived":
         raise AgentArchived(live.id)
     flow_graph = parse_flow_graph(cmd.flow_graph)
-    _require_storable(dict(cmd.config), ["body", "config"])
+    require_storable(dict(cmd.config), ["body", "config"])
     return AgentVersionPublished(
         agent_id=live.id,
         version=(live.latest_version or 0) + 1,
@@ -418,12 +274,12 @@ def decide_publish_version(agent: Agent | None, cmd: PublishAgentVersion) -> Age
 def decide_update_version(
     agent: Agent | None, version: AgentVersion | None, cmd: UpdateAgentVersion
 ) -> AgentVersionUpdated | None:
-    _require_live(agent, "agent", cmd.agent_id)
+    require_live(agent, "agent", cmd.agent_id)
     if version is None:
         raise NotFound("agent version", f"{cmd.agent_id}:v{cmd.version}")
     if cmd.precondition:
         cmd.precondition.check(version.version)
-    changes = _changes(version, cmd.changes, VERSION_FIELDS)
+    changes = changed_fields(version, cmd.changes, VERSION_FIELDS)
     return (
         AgentVersionUpdated(
             agent_id=version.agent_id, version=version.number, updated_by=cmd.actor, **changes

@@ -67,3 +67,22 @@ def _walk(value: Any, loc: list[str | int], depth: int, problems: list[dict[str,
         problems.append(
             _problem("unsupported_value", f"unsupported value of type {type(value).__name__}", loc)
         )
+
+
+def json_type(value: Any) -> str:
+    """The JSON type name of a value (`null`, `boolean`, `integer`, `number`, `string`, `array`, `object`)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list | tuple):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__

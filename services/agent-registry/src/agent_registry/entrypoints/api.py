@@ -5,29 +5,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 
-from ailab_contracts.events.registry import EntityStatus, VersionStatus
+from ailab_contracts.events.registry import VersionStatus
 from ailab_runtime.idempotency import StoredResponse
 from ailab_runtime.internal import Caller
-from ailab_runtime.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from ailab_runtime.pagination import DEFAULT_LIMIT, Page
 
 from ..application import handlers, queries
 from ..application.ports import ListFilter, RegistryPorts
-from ..domain.commands import (
-    CreateAgent,
-    CreateProject,
-    DeleteAgent,
-    DeleteProject,
-    PublishAgentVersion,
-    UpdateAgent,
-    UpdateAgentVersion,
-    UpdateProject,
-)
+from ..domain import commands
 from ..domain.model import ARTIFACT_NAMES
-from .http import CREATED_HEADERS, ETAG_HEADER, errors, etag, once_per_idempotency_key, parse_if_match
+from . import http
+from .params import Cursor, IdempotencyKey, IfMatch, Limit, StatusFilter, TagFilter, TenantId
 from .schemas import (
     AgentCreate,
     AgentOut,
@@ -47,32 +38,11 @@ def registry_ports(request: Request) -> RegistryPorts:
 
 
 Ports = Annotated[RegistryPorts, Depends(registry_ports)]
-TenantId = Annotated[str, Path(min_length=1, max_length=128, description="Owning tenant.", examples=["demo"])]
 ProjectId = Annotated[
     str, Path(max_length=128, description="Project id.", examples=["prj_0192f3a4b5c6d1e2f3"])
 ]
 AgentId = Annotated[str, Path(max_length=128, description="Agent id.", examples=["agt_0192f3a4b5c6d1e2f3"])]
 VersionNumber = Annotated[int, Path(ge=1, le=1_000_000_000, description="Version number.", examples=[1])]
-IfMatch = Annotated[
-    str | None,
-    Header(
-        alias="If-Match",
-        description='`"<version>"` from an ETag, or `*`: '
-        "the write applies only if the entity is still at that version.",
-    ),
-]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        max_length=255,
-        description="Retrying with the same key and body returns the first response; another body gets 422.",
-    ),
-]
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size.")]
-Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous page.")]
-TagFilter = Annotated[str | None, Query(max_length=64, description="Only entities carrying this tag.")]
-StatusFilter = Annotated[EntityStatus | None, Query(description="Only entities with this status.")]
 
 projects_router = APIRouter(prefix="/v1/tenants/{tenant_id}/projects", tags=["projects"])
 agents_router = APIRouter(prefix="/v1/tenants/{tenant_id}/agents", tags=["agents"])
@@ -81,18 +51,10 @@ versions_router = APIRouter(
 )
 
 
-def _created_response(out: BaseModel, version: int, location: str) -> StoredResponse:
-    return 201, out.model_dump(mode="json"), {"ETag": etag(version), "Location": location}
-
-
-def _page(items: list[Any], next_cursor: str | None) -> dict[str, Any]:
-    return {"items": items, "next_cursor": next_cursor}
-
-
 # --- projects -------------------------------------------------------------------------------------
 
 
-@projects_router.get("", response_model=Page[ProjectOut], summary="List projects", responses=errors(422))
+@projects_router.get("", response_model=Page[ProjectOut], summary="List projects", responses=http.errors(422))
 async def list_projects(
     tenant_id: TenantId,
     caller: Caller,
@@ -106,7 +68,7 @@ async def list_projects(
     items, next_cursor = await queries.list_projects(
         ports.views, tenant_id, ListFilter(limit=limit, cursor=cursor, status=status, tag=tag)
     )
-    return _page([ProjectOut.of(p) for p in items], next_cursor)
+    return http.page([ProjectOut.of(p) for p in items], next_cursor)
 
 
 @projects_router.post(
@@ -114,7 +76,7 @@ async def list_projects(
     status_code=201,
     response_model=ProjectOut,
     summary="Create a project",
-    responses={201: {"headers": CREATED_HEADERS}, **errors(409, 422)},
+    responses={201: {"headers": http.CREATED_HEADERS}, **http.errors(409, 422)},
 )
 async def create_project(
     tenant_id: TenantId,
@@ -126,7 +88,7 @@ async def create_project(
 ) -> JSONResponse:
     async def action() -> StoredResponse:
         project = await handlers.create_project(
-            CreateProject(
+            commands.CreateProject(
                 tenant_id=tenant_id,
                 actor=caller.principal_id,
                 name=body.name,
@@ -136,30 +98,29 @@ async def create_project(
             ),
             ports,
         )
-        return _created_response(ProjectOut.of(project), project.version, f"{request.url.path}/{project.id}")
+        return http.created(ProjectOut.of(project), project.version, f"{request.url.path}/{project.id}")
 
-    return await once_per_idempotency_key(request, caller, tenant_id, idempotency_key, body, action)
+    return await http.once_per_idempotency_key(request, caller, tenant_id, idempotency_key, body, action)
 
 
 @projects_router.get(
     "/{project_id}",
     response_model=ProjectOut,
     summary="Get a project",
-    responses={200: {"headers": ETAG_HEADER}, **errors(404, 422)},
+    responses={200: {"headers": http.ETAG_HEADER}, **http.errors(404, 422)},
 )
 async def get_project(
     tenant_id: TenantId, project_id: ProjectId, caller: Caller, ports: Ports, response: Response
 ) -> ProjectOut:
     project = await queries.get_project(ports.views, tenant_id, project_id)
-    response.headers["ETag"] = etag(project.version)
-    return ProjectOut.of(project)
+    return http.with_etag(response, project.version, ProjectOut.of(project))
 
 
 @projects_router.put(
     "/{project_id}",
     response_model=ProjectOut,
     summary="Update a project",
-    responses={200: {"headers": ETAG_HEADER}, **errors(404, 409, 412, 422)},
+    responses={200: {"headers": http.ETAG_HEADER}, **http.errors(404, 409, 412, 422)},
 )
 async def update_project(
     tenant_id: TenantId,
@@ -172,21 +133,20 @@ async def update_project(
 ) -> ProjectOut:
     """Changes the given fields; with `If-Match` only if the project is still at that version."""
     project = await handlers.update_project(
-        UpdateProject(
+        commands.UpdateProject(
             tenant_id=tenant_id,
             project_id=project_id,
             actor=caller.principal_id,
             changes=body.model_dump(exclude_unset=True),
-            precondition=parse_if_match(if_match),
+            precondition=http.parse_if_match(if_match),
         ),
         ports,
     )
-    response.headers["ETag"] = etag(project.version)
-    return ProjectOut.of(project)
+    return http.with_etag(response, project.version, ProjectOut.of(project))
 
 
 @projects_router.delete(
-    "/{project_id}", status_code=204, summary="Delete a project", responses=errors(404, 409, 412, 422)
+    "/{project_id}", status_code=204, summary="Delete a project", responses=http.errors(404, 409, 412, 422)
 )
 async def delete_project(
     tenant_id: TenantId,
@@ -197,11 +157,11 @@ async def delete_project(
 ) -> Response:
     """The project disappears from every read; its agents keep their `project_id`."""
     await handlers.delete_project(
-        DeleteProject(
+        commands.DeleteProject(
             tenant_id=tenant_id,
             project_id=project_id,
             actor=caller.principal_id,
-            precondition=parse_if_match(if_match),
+            precondition=http.parse_if_match(if_match),
         ),
         ports,
     )
@@ -211,7 +171,7 @@ async def delete_project(
 # --- agents ---------------------------------------------------------------------------------------
 
 
-@agents_router.get("", response_model=Page[AgentOut], summary="List agents", responses=errors(422))
+@agents_router.get("", response_model=Page[AgentOut], summary="List agents", responses=http.errors(422))
 async def list_agents(
     tenant_id: TenantId,
     caller: Caller,
@@ -230,7 +190,7 @@ async def list_agents(
         tenant_id,
         ListFilter(limit=limit, cursor=cursor, status=status, tag=tag, project_id=project_id),
     )
-    return _page([AgentOut.of(a) for a in items], next_cursor)
+    return http.page([AgentOut.of(a) for a in items], next_cursor)
 
 
 @agents_router.post(
@@ -238,7 +198,7 @@ async def list_agents(
     status_code=201,
     response_model=AgentOut,
     summary="Create an agent",
-    responses={201: {"headers": CREATED_HEADERS}, **errors(409, 422)},
+    responses={201: {"headers": http.CREATED_HEADERS}, **http.errors(409, 422)},
 )
 async def create_agent(
     tenant_id: TenantId,
@@ -250,7 +210,7 @@ async def create_agent(
 ) -> JSONResponse:
     async def action() -> StoredResponse:
         agent = await handlers.create_agent(
-            CreateAgent(
+            commands.CreateAgent(
                 tenant_id=tenant_id,
                 actor=caller.principal_id,
                 name=body.name,
@@ -262,30 +222,29 @@ async def create_agent(
             ),
             ports,
         )
-        return _created_response(AgentOut.of(agent), agent.version, f"{request.url.path}/{agent.id}")
+        return http.created(AgentOut.of(agent), agent.version, f"{request.url.path}/{agent.id}")
 
-    return await once_per_idempotency_key(request, caller, tenant_id, idempotency_key, body, action)
+    return await http.once_per_idempotency_key(request, caller, tenant_id, idempotency_key, body, action)
 
 
 @agents_router.get(
     "/{agent_id}",
     response_model=AgentOut,
     summary="Get an agent",
-    responses={200: {"headers": ETAG_HEADER}, **errors(404, 422)},
+    responses={200: {"headers": http.ETAG_HEADER}, **http.errors(404, 422)},
 )
 async def get_agent(
     tenant_id: TenantId, agent_id: AgentId, caller: Caller, ports: Ports, response: Response
 ) -> AgentOut:
     agent = await queries.get_agent(ports.views, tenant_id, agent_id)
-    response.headers["ETag"] = etag(agent.version)
-    return AgentOut.of(agent)
+    return http.with_etag(response, agent.version, AgentOut.of(agent))
 
 
 @agents_router.put(
     "/{agent_id}",
     response_model=AgentOut,
     summary="Update an agent",
-    responses={200: {"headers": ETAG_HEADER}, **errors(404, 409, 412, 422)},
+    responses={200: {"headers": http.ETAG_HEADER}, **http.errors(404, 409, 412, 422)},
 )
 async def update_agent(
     tenant_id: TenantId,
@@ -299,21 +258,20 @@ async def update_agent(
     """Changes the given fields; with `If-Match` only if the agent is still at that version
     (publishing or updating a version also moves the agent's version)."""
     agent = await handlers.update_agent(
-        UpdateAgent(
+        commands.UpdateAgent(
             tenant_id=tenant_id,
             agent_id=agent_id,
             actor=caller.principal_id,
             changes=body.model_dump(exclude_unset=True),
-            precondition=parse_if_match(if_match),
+            precondition=http.parse_if_match(if_match),
         ),
         ports,
     )
-    response.headers["ETag"] = etag(agent.version)
-    return AgentOut.of(agent)
+    return http.with_etag(response, agent.version, AgentOut.of(agent))
 
 
 @agents_router.delete(
-    "/{agent_id}", status_code=204, summary="Delete an agent", responses=errors(404, 409, 412, 422)
+    "/{agent_id}", status_code=204, summary="Delete an agent", responses=http.errors(404, 409, 412, 422)
 )
 async def delete_agent(
     tenant_id: TenantId,
@@ -324,11 +282,11 @@ async def delete_agent(
 ) -> Response:
     """The agent and its versions disappear from every read."""
     await handlers.delete_agent(
-        DeleteAgent(
+        commands.DeleteAgent(
             tenant_id=tenant_id,
             agent_id=agent_id,
             actor=caller.principal_id,
-            precondition=parse_if_match(if_match),
+            precondition=http.parse_if_match(if_match),
         ),
         ports,
     )
@@ -339,7 +297,10 @@ async def delete_agent(
 
 
 @versions_router.get(
-    "", response_model=Page[AgentVersionOut], summary="List versions of an agent", responses=errors(404, 422)
+    "",
+    response_model=Page[AgentVersionOut],
+    summary="List versions of an agent",
+    responses=http.errors(404, 422),
 )
 async def list_agent_versions(
     tenant_id: TenantId,
@@ -354,7 +315,7 @@ async def list_agent_versions(
     items, next_cursor = await queries.list_agent_versions(
         ports.views, tenant_id, agent_id, ListFilter(limit=limit, cursor=cursor, status=status)
     )
-    return _page([AgentVersionOut.of(v) for v in items], next_cursor)
+    return http.page([AgentVersionOut.of(v) for v in items], next_cursor)
 
 
 @versions_router.post(
@@ -362,7 +323,7 @@ async def list_agent_versions(
     status_code=201,
     response_model=AgentVersionOut,
     summary="Publish a version",
-    responses={201: {"headers": CREATED_HEADERS}, **errors(404, 409, 422)},
+    responses={201: {"headers": http.CREATED_HEADERS}, **http.errors(404, 409, 422)},
 )
 async def publish_agent_version(
     tenant_id: TenantId,
@@ -378,7 +339,7 @@ async def publish_agent_version(
 
     async def action() -> StoredResponse:
         version = await handlers.publish_agent_version(
-            PublishAgentVersion(
+            commands.PublishAgentVersion(
                 tenant_id=tenant_id,
                 agent_id=agent_id,
                 actor=caller.principal_id,
@@ -388,18 +349,18 @@ async def publish_agent_version(
             ),
             ports,
         )
-        return _created_response(
+        return http.created(
             AgentVersionOut.of(version), version.version, f"{request.url.path}/{version.number}"
         )
 
-    return await once_per_idempotency_key(request, caller, tenant_id, idempotency_key, body, action)
+    return await http.once_per_idempotency_key(request, caller, tenant_id, idempotency_key, body, action)
 
 
 @versions_router.get(
     "/{version}",
     response_model=AgentVersionOut,
     summary="Get a version",
-    responses={200: {"headers": ETAG_HEADER}, **errors(404, 422)},
+    responses={200: {"headers": http.ETAG_HEADER}, **http.errors(404, 422)},
 )
 async def get_agent_version(
     tenant_id: TenantId,
@@ -410,15 +371,14 @@ async def get_agent_version(
     response: Response,
 ) -> AgentVersionOut:
     found = await queries.get_agent_version(ports.views, tenant_id, agent_id, version)
-    response.headers["ETag"] = etag(found.version)
-    return AgentVersionOut.of(found)
+    return http.with_etag(response, found.version, AgentVersionOut.of(found))
 
 
 @versions_router.put(
     "/{version}",
     response_model=AgentVersionOut,
     summary="Update a version's status or changelog",
-    responses={200: {"headers": ETAG_HEADER}, **errors(404, 409, 412, 422)},
+    responses={200: {"headers": http.ETAG_HEADER}, **http.errors(404, 409, 412, 422)},
 )
 async def update_agent_version(
     tenant_id: TenantId,
@@ -432,18 +392,17 @@ async def update_agent_version(
 ) -> AgentVersionOut:
     """The flow of a version is immutable: publish a new version to change it."""
     updated = await handlers.update_agent_version(
-        UpdateAgentVersion(
+        commands.UpdateAgentVersion(
             tenant_id=tenant_id,
             agent_id=agent_id,
             version=version,
             actor=caller.principal_id,
             changes=body.model_dump(exclude_unset=True),
-            precondition=parse_if_match(if_match),
+            precondition=http.parse_if_match(if_match),
         ),
         ports,
     )
-    response.headers["ETag"] = etag(updated.version)
-    return AgentVersionOut.of(updated)
+    return http.with_etag(response, updated.version, AgentVersionOut.of(updated))
 
 
 @versions_router.get(
@@ -455,7 +414,7 @@ async def update_agent_version(
             "description": "The JSON document as stored.",
             "content": {"application/json": {"schema": {"type": "object"}}},
         },
-        **errors(404, 422),
+        **http.errors(404, 422),
     },
 )
 async def get_agent_version_file(

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -56,15 +56,17 @@ def parse_if_match(value: str | None) -> Precondition | None:
 
 
 def install_registry_error_handler(app: FastAPI) -> None:
-    """Answer domain errors in the shared error shape."""
+    """Answer domain errors in the shared error shape: the core's with the status of the table above,
+    a feature area's (prompts, tools, datasets, experiments) with the `status` its class declares."""
 
     @app.exception_handler(RegistryError)
     async def _registry_error(_: Request, exc: RegistryError) -> JSONResponse:
-        return error_response(_STATUS.get(type(exc), 400), exc.code, exc.message, exc.details)
+        status = _STATUS.get(type(exc)) or getattr(exc, "status", 400)
+        return error_response(status, exc.code, exc.message, exc.details)
 
 
+_UNAUTHORIZED = "Missing or invalid internal service credential (`unauthorized`)."
 _ERROR_DESCRIPTIONS = {
-    401: "Missing or invalid internal service credential (`unauthorized`).",
     404: "No such entity in this tenant (`not_found`).",
     409: "Another request changed the entity first (`conflict`), the Idempotency-Key is in use, "
     "or the agent is archived (`agent_archived`).",
@@ -74,10 +76,16 @@ _ERROR_DESCRIPTIONS = {
 }
 
 
+def documented_errors(descriptions: Mapping[int, str], *codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the given error codes, each described in the feature's own words;
+    401 always comes first, since every route needs the internal token."""
+    described = {401: _UNAUTHORIZED, **descriptions}
+    return {code: {"model": ErrorResponse, "description": described[code]} for code in (401, *codes)}
+
+
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {
-        code: {"model": ErrorResponse, "description": _ERROR_DESCRIPTIONS[code]} for code in (401, *codes)
-    }
+    """The error responses of the core routes (projects, agents, agent versions)."""
+    return documented_errors(_ERROR_DESCRIPTIONS, *codes)
 
 
 ETAG_HEADER = {
@@ -112,3 +120,22 @@ async def once_per_idempotency_key(
     if replayed:
         headers = {**headers, "Idempotent-Replayed": "true"}
     return JSONResponse(status_code=status, content=content, headers=headers)
+
+
+Out = TypeVar("Out")
+
+
+def with_etag(response: Response, version: int, out: Out) -> Out:
+    """Answer `out` with the entity's version as ETag (what a later `If-Match` sends back)."""
+    response.headers["ETag"] = etag(version)
+    return out
+
+
+def created(out: BaseModel, version: int, location: str) -> StoredResponse:
+    """The 201 of a create, as stored for Idempotency-Key replays: body, ETag and Location."""
+    return 201, out.model_dump(mode="json", by_alias=True), {"ETag": etag(version), "Location": location}
+
+
+def page(items: list[Any], next_cursor: str | None) -> dict[str, Any]:
+    """One page of a cursor-paginated list (`Page[...]` in the OpenAPI document)."""
+    return {"items": items, "next_cursor": next_cursor}

@@ -19,42 +19,47 @@ Description = Annotated[str, StringConstraints(max_length=4000)]
 AgentType = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 EntityId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
-_TAGS = "Labels to filter lists by (`?tag=`); blanks and duplicates are dropped. At most 50."
-_METADATA = (
+# field documentation every feature area's bodies share
+TAGS_DOC = "Labels to filter lists by (`?tag=`); blanks and duplicates are dropped. At most 50."
+METADATA_DOC = (
     "Free-form JSON object. Keys may not be empty, start with `$` or contain `.`; "
     "numbers must be finite and integers fit in 64 bits."
 )
 _DESCRIPTION = "Free text shown to people."
-_UNCHANGED = " Omit (or send null) to leave it unchanged."
+UNCHANGED_DOC = " Omit (or send null) to leave it unchanged."
 
 
-class _In(BaseModel):
+class StrictBody(BaseModel):
+    """A request body: unknown fields are refused (422) rather than silently ignored."""
+
     model_config = ConfigDict(extra="forbid")
 
 
 # --- projects -----------------------------------------------------------------------------------
 
 
-class ProjectCreate(_In):
+class ProjectCreate(StrictBody):
     """A new project (a workspace grouping agents)."""
 
     name: Name = Field(description="Display name.", examples=["Support bot"])
     description: Description | None = Field(
         default=None, description=_DESCRIPTION, examples=["Agents answering support tickets"]
     )
-    tags: list[Tag] = Field(default_factory=list, max_length=50, description=_TAGS, examples=[["support"]])
-    metadata: dict[str, Any] = Field(default_factory=dict, description=_METADATA, examples=[{"team": "cx"}])
+    tags: list[Tag] = Field(default_factory=list, max_length=50, description=TAGS_DOC, examples=[["support"]])
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description=METADATA_DOC, examples=[{"team": "cx"}]
+    )
 
 
-class ProjectUpdate(_In):
+class ProjectUpdate(StrictBody):
     """Fields to change; omitted fields keep their value."""
 
     name: Name | None = Field(
-        default=None, description="Display name." + _UNCHANGED, examples=["Support bot v2"]
+        default=None, description="Display name." + UNCHANGED_DOC, examples=["Support bot v2"]
     )
-    description: Description | None = Field(default=None, description=_DESCRIPTION + _UNCHANGED)
-    tags: list[Tag] | None = Field(default=None, max_length=50, description=_TAGS + " Replaces the list.")
-    metadata: dict[str, Any] | None = Field(default=None, description=_METADATA + " Replaces the object.")
+    description: Description | None = Field(default=None, description=_DESCRIPTION + UNCHANGED_DOC)
+    tags: list[Tag] | None = Field(default=None, max_length=50, description=TAGS_DOC + " Replaces the list.")
+    metadata: dict[str, Any] | None = Field(default=None, description=METADATA_DOC + " Replaces the object.")
     status: EntityStatus | None = Field(default=None, description="Lifecycle status.", examples=["archived"])
 
 
@@ -86,7 +91,7 @@ class ProjectOut(_EntityOut):
 # --- agents ---------------------------------------------------------------------------------------
 
 
-class AgentCreate(_In):
+class AgentCreate(StrictBody):
     """A new agent; publish versions of its flow under `/versions`."""
 
     name: Name = Field(description="Display name.", examples=["Triage agent"])
@@ -101,21 +106,23 @@ class AgentCreate(_In):
     type: AgentType = Field(
         default="conversational", description="Kind of agent.", examples=["conversational", "workflow"]
     )
-    tags: list[Tag] = Field(default_factory=list, max_length=50, description=_TAGS, examples=[["triage"]])
-    metadata: dict[str, Any] = Field(default_factory=dict, description=_METADATA, examples=[{"owner": "cx"}])
+    tags: list[Tag] = Field(default_factory=list, max_length=50, description=TAGS_DOC, examples=[["triage"]])
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description=METADATA_DOC, examples=[{"owner": "cx"}]
+    )
 
 
-class AgentUpdate(_In):
+class AgentUpdate(StrictBody):
     """Fields to change; omitted fields keep their value."""
 
-    name: Name | None = Field(default=None, description="Display name." + _UNCHANGED)
-    description: Description | None = Field(default=None, description=_DESCRIPTION + _UNCHANGED)
+    name: Name | None = Field(default=None, description="Display name." + UNCHANGED_DOC)
+    description: Description | None = Field(default=None, description=_DESCRIPTION + UNCHANGED_DOC)
     project_id: EntityId | None = Field(
-        default=None, description="Move the agent to this project." + _UNCHANGED
+        default=None, description="Move the agent to this project." + UNCHANGED_DOC
     )
-    type: AgentType | None = Field(default=None, description="Kind of agent." + _UNCHANGED)
-    tags: list[Tag] | None = Field(default=None, max_length=50, description=_TAGS + " Replaces the list.")
-    metadata: dict[str, Any] | None = Field(default=None, description=_METADATA + " Replaces the object.")
+    type: AgentType | None = Field(default=None, description="Kind of agent." + UNCHANGED_DOC)
+    tags: list[Tag] | None = Field(default=None, max_length=50, description=TAGS_DOC + " Replaces the list.")
+    metadata: dict[str, Any] | None = Field(default=None, description=METADATA_DOC + " Replaces the object.")
     status: EntityStatus | None = Field(
         default=None,
         description="Lifecycle status; an archived agent accepts no new versions.",
@@ -141,7 +148,7 @@ class AgentOut(_EntityOut):
 # --- agent versions ------------------------------------------------------------------------------
 
 
-class FlowNodeIn(_In):
+class FlowNodeIn(StrictBody):
     id: str = Field(min_length=1, max_length=128, description="Unique within the graph.", examples=["draft"])
     type: str = Field(
         description="One of " + ", ".join(NODE_TYPES) + "; at most one `input` node.",
@@ -150,12 +157,12 @@ class FlowNodeIn(_In):
     )
     config: dict[str, Any] = Field(
         default_factory=dict,
-        description="Node settings. " + _METADATA,
+        description="Node settings. " + METADATA_DOC,
         examples=[{"model": "gpt-4o-mini", "temperature": 0.2}],
     )
 
 
-class FlowEdgeIn(_In):
+class FlowEdgeIn(StrictBody):
     source: str = Field(
         min_length=1, max_length=128, description="Id of the node the edge leaves.", examples=["input"]
     )
@@ -167,7 +174,7 @@ class FlowEdgeIn(_In):
     )
 
 
-class FlowGraphIn(_In):
+class FlowGraphIn(StrictBody):
     """The agent's flow; stored as `flow-graph.json` of the version."""
 
     nodes: list[FlowNodeIn] = Field(max_length=1000, description="At least one node.")
@@ -176,7 +183,7 @@ class FlowGraphIn(_In):
     )
 
 
-class AgentVersionCreate(_In):
+class AgentVersionCreate(StrictBody):
     """A new immutable version of the agent's flow and configuration, numbered after the latest."""
 
     model_config = ConfigDict(
@@ -202,7 +209,9 @@ class AgentVersionCreate(_In):
     flow_graph: FlowGraphIn = Field(
         description="The flow; validated (422 `invalid_flow_graph` lists every problem)."
     )
-    config: dict[str, Any] = Field(default_factory=dict, description="Stored as `config.json`. " + _METADATA)
+    config: dict[str, Any] = Field(
+        default_factory=dict, description="Stored as `config.json`. " + METADATA_DOC
+    )
     changelog: str | None = Field(
         default=None,
         max_length=10000,
@@ -211,7 +220,7 @@ class AgentVersionCreate(_In):
     )
 
 
-class AgentVersionUpdate(_In):
+class AgentVersionUpdate(StrictBody):
     """Only the status and changelog of a version change; publish a new version to change its flow."""
 
     status: VersionStatus | None = Field(

@@ -7,18 +7,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from ailab_runtime.errors import ErrorResponse, error_response
 from ailab_runtime.idempotency import StoredResponse
 from ailab_runtime.internal import Caller
 from ailab_runtime.pagination import DEFAULT_LIMIT, Page
 from ailab_runtime.service import Runtime
 
 from ..adapters.runtime_recorder import RuntimeEventRecorder
-from ..entrypoints.api import Cursor, IdempotencyKey, IfMatch, Limit, StatusFilter, TagFilter, TenantId
-from ..entrypoints.http import CREATED_HEADERS, ETAG_HEADER, etag, once_per_idempotency_key, parse_if_match
+from ..entrypoints import http
+from ..entrypoints.params import Cursor, IdempotencyKey, IfMatch, Limit, StatusFilter, TagFilter, TenantId
 from . import handlers
 from .commands import CreateExperiment, StartExperiment, UpdateExperiment
-from .errors import ExperimentRuleError
 from .mongo import MongoExperimentReferences, MongoExperimentViews
 from .ports import ExperimentFilter, ExperimentPorts
 from .schemas import ExperimentCreate, ExperimentOut, ExperimentResultsOut, ExperimentUpdate, RunStatusOut
@@ -39,7 +37,6 @@ RunNumber = Annotated[
 ]
 
 _ERRORS = {
-    401: "Missing or invalid internal service credential (`unauthorized`).",
     404: "No such experiment (or run) in this tenant (`not_found`).",
     409: "Another request changed the experiment first (`conflict`), the Idempotency-Key is in use "
     "(`idempotency_key_in_use`), the previous run is still pending or running (`experiment_running`), "
@@ -52,7 +49,7 @@ _ERRORS = {
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": ErrorResponse, "description": _ERRORS[code]} for code in (401, *codes)}
+    return http.documented_errors(_ERRORS, *codes)
 
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}/experiments", tags=["experiments"])
@@ -88,7 +85,7 @@ async def list_experiments(
         prompt_id=prompt_id,
     )
     items, next_cursor = await handlers.list_experiments(ports.views, tenant_id, flt)
-    return {"items": [ExperimentOut.of(e) for e in items], "next_cursor": next_cursor}
+    return http.page([ExperimentOut.of(e) for e in items], next_cursor)
 
 
 @router.post(
@@ -96,7 +93,7 @@ async def list_experiments(
     status_code=201,
     response_model=ExperimentOut,
     summary="Create an experiment",
-    responses={201: {"headers": CREATED_HEADERS}, **_errors(409, 422)},
+    responses={201: {"headers": http.CREATED_HEADERS}, **_errors(409, 422)},
 )
 async def create_experiment(
     tenant_id: TenantId,
@@ -126,34 +123,31 @@ async def create_experiment(
             ),
             ports,
         )
-        out = ExperimentOut.of(experiment).model_dump(mode="json")
-        headers = {"ETag": etag(experiment.version), "Location": f"{request.url.path}/{experiment.id}"}
-        return 201, out, headers
+        return http.created(
+            ExperimentOut.of(experiment), experiment.version, f"{request.url.path}/{experiment.id}"
+        )
 
-    return await once_per_idempotency_key(
-        request, caller, tenant_id, idempotency_key, body.model_dump(mode="json"), action
-    )
+    return await http.once_per_idempotency_key(request, caller, tenant_id, idempotency_key, body, action)
 
 
 @router.get(
     "/{experiment_id}",
     response_model=ExperimentOut,
     summary="Get an experiment",
-    responses={200: {"headers": ETAG_HEADER}, **_errors(404, 422)},
+    responses={200: {"headers": http.ETAG_HEADER}, **_errors(404, 422)},
 )
 async def get_experiment(
     tenant_id: TenantId, experiment_id: ExperimentId, caller: Caller, ports: Ports, response: Response
 ) -> ExperimentOut:
     experiment = await handlers.get_experiment(ports.views, tenant_id, experiment_id)
-    response.headers["ETag"] = etag(experiment.version)
-    return ExperimentOut.of(experiment)
+    return http.with_etag(response, experiment.version, ExperimentOut.of(experiment))
 
 
 @router.put(
     "/{experiment_id}",
     response_model=ExperimentOut,
     summary="Update an experiment",
-    responses={200: {"headers": ETAG_HEADER}, **_errors(404, 409, 412, 422)},
+    responses={200: {"headers": http.ETAG_HEADER}, **_errors(404, 409, 412, 422)},
 )
 async def update_experiment(
     tenant_id: TenantId,
@@ -172,12 +166,11 @@ async def update_experiment(
             experiment_id=experiment_id,
             actor=caller.principal_id,
             changes=body.model_dump(exclude_unset=True),
-            precondition=parse_if_match(if_match),
+            precondition=http.parse_if_match(if_match),
         ),
         ports,
     )
-    response.headers["ETag"] = etag(experiment.version)
-    return ExperimentOut.of(experiment)
+    return http.with_etag(response, experiment.version, ExperimentOut.of(experiment))
 
 
 @router.post(
@@ -189,7 +182,7 @@ async def update_experiment(
         202: {
             "headers": {
                 "Location": {"description": "URL of the run's status.", "schema": {"type": "string"}},
-                "Idempotent-Replayed": CREATED_HEADERS["Idempotent-Replayed"],
+                "Idempotent-Replayed": http.CREATED_HEADERS["Idempotent-Replayed"],
             }
         },
         **_errors(404, 409, 422),
@@ -219,7 +212,7 @@ async def start_experiment(
         location = request.url.path.removesuffix("/start") + f"/status?run={status.run_number}"
         return 202, RunStatusOut.of(status).model_dump(mode="json"), {"Location": location}
 
-    return await once_per_idempotency_key(
+    return await http.once_per_idempotency_key(
         request, caller, tenant_id, idempotency_key, {"force": force}, action
     )
 
@@ -272,17 +265,13 @@ async def experiment_results(
 
 
 def install(app: FastAPI) -> None:
-    """Wire the ports over the runtime and answer experiment rule errors in the shared shape."""
+    """Wire the ports over the runtime (experiment rule errors are answered with the registry's)."""
     runtime: Runtime = app.state.runtime
     app.state.experiment_ports = ExperimentPorts(
         views=MongoExperimentViews(runtime.db),
         references=MongoExperimentReferences(runtime.db),
         recorder=RuntimeEventRecorder(runtime),
     )
-
-    @app.exception_handler(ExperimentRuleError)
-    async def _experiment_error(_: Request, exc: ExperimentRuleError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.details)
 
 
 ROUTERS = (router,)

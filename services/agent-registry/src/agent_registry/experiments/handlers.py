@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from ailab_contracts.events.experiments import experiment_stream
 
+from ..application.recording import record, record_and_fold
 from ..domain.errors import NotFound
 from . import model
 from .commands import CreateExperiment, StartExperiment, UpdateExperiment
@@ -25,15 +26,15 @@ async def _record(
     ports: ExperimentPorts, state: Experiment | None, tenant_id: str, expected_version: int, event: BaseModel
 ) -> Experiment:
     experiment_id: str = getattr(event, "experiment_id")  # noqa: B009 - every event of the stream has it
-    envelopes = await ports.recorder.record(
+    return await record_and_fold(
+        ports.recorder,
+        model.evolve_experiment,
+        state,
+        tenant_id=tenant_id,
         stream_id=experiment_stream(tenant_id, experiment_id),
         expected_version=expected_version,
-        tenant_id=tenant_id,
         events=[event],
     )
-    new_state = model.fold(state, tenant_id, zip(envelopes, [event], strict=True))
-    assert new_state is not None
-    return new_state
 
 
 async def require_references(ports: ExperimentPorts, tenant_id: str, refs: Sequence[Reference]) -> None:
@@ -94,13 +95,14 @@ async def start_experiment(cmd: StartExperiment, ports: ExperimentPorts) -> RunS
     await require_references(ports, cmd.tenant_id, model.references_of(live.target, None, live.evaluators))
     dataset = await ports.references.dataset(cmd.tenant_id, live.dataset_id)
     event = model.decide_start(live, cmd, latest, dataset)
-    envelopes = await ports.recorder.record(
+    [(envelope, _)] = await record(
+        ports.recorder,
+        tenant_id=cmd.tenant_id,
         stream_id=experiment_stream(cmd.tenant_id, live.id),
         expected_version=live.version,
-        tenant_id=cmd.tenant_id,
         events=[event],
     )
-    request = model.run_request_of(cmd.tenant_id, event, model.EventMeta.of(envelopes[0]))
+    request = model.run_request_of(cmd.tenant_id, event, model.EventMeta.of(envelope))
     return model.merge_run_status(live.id, request, None)
 
 

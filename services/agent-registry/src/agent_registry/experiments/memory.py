@@ -7,18 +7,17 @@ experiments refer to."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
 
-from ailab_contracts import REGISTRY, EventEnvelope, new_envelope
+from ailab_contracts import EventEnvelope
 from ailab_contracts.events.experiments import ExperimentStarted
 from ailab_contracts.events.runs import ExperimentExampleScored
-from ailab_runtime.errors import ApiError
 from ailab_runtime.pagination import decode_cursor, encode_cursor
 
+from ..adapters.memory import InMemoryEventStore
 from ..domain.model import EventMeta
 from .model import (
     DatasetRef,
@@ -32,44 +31,25 @@ from .model import (
 from .ports import ExperimentFilter
 
 
-class InMemoryExperiments:
+class InMemoryExperiments(InMemoryEventStore):
     def __init__(self) -> None:
-        self.streams: dict[str, list[EventEnvelope]] = {}
+        super().__init__()
         self._experiments: dict[tuple[str, str], Experiment] = {}
         self._runs: dict[tuple[str, str, int], RunRequest] = {}
         self._progress: dict[tuple[str, str, int], RunProgress] = {}
         self._results: dict[tuple[str, str, int, int], dict[str, Any]] = {}
 
     # --- EventRecorder ---------------------------------------------------------------------------
-    async def record(
-        self, *, stream_id: str, expected_version: int, tenant_id: str, events: Sequence[BaseModel]
-    ) -> Sequence[EventEnvelope]:
-        stream = self.streams.setdefault(stream_id, [])
-        if len(stream) != expected_version:
-            raise ApiError(409, "conflict", "the resource was changed by another request; retry")
-        envelopes = [
-            new_envelope(
-                REGISTRY,
-                event,
-                stream_id=stream_id,
-                stream_version=expected_version + i,
-                tenant_id=tenant_id,
-                producer="agent-registry",
+    def _apply(self, envelope: EventEnvelope, event: BaseModel) -> None:
+        tenant_id, meta = envelope.tenant_id, EventMeta.of(envelope)
+        experiment_id: str = getattr(event, "experiment_id")  # noqa: B009
+        key = (tenant_id, experiment_id)
+        if (state := evolve_experiment(self._experiments.get(key), tenant_id, event, meta)) is not None:
+            self._experiments[key] = state
+        if isinstance(event, ExperimentStarted):
+            self._runs.setdefault(
+                (tenant_id, experiment_id, event.run_number), run_request_of(tenant_id, event, meta)
             )
-            for i, event in enumerate(events, start=1)
-        ]
-        stream.extend(envelopes)
-        for envelope, event in zip(envelopes, events, strict=True):
-            meta = EventMeta.of(envelope)
-            experiment_id: str = getattr(event, "experiment_id")  # noqa: B009
-            key = (tenant_id, experiment_id)
-            if (state := evolve_experiment(self._experiments.get(key), tenant_id, event, meta)) is not None:
-                self._experiments[key] = state
-            if isinstance(event, ExperimentStarted):
-                self._runs.setdefault(
-                    (tenant_id, experiment_id, event.run_number), run_request_of(tenant_id, event, meta)
-                )
-        return envelopes
 
     # --- the run-executor's reports, applied as the consumer applies them --------------------------
     def report(self, tenant_id: str, event: BaseModel, stream_version: int) -> None:

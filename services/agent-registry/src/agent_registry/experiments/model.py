@@ -26,9 +26,9 @@ from ailab_contracts.events.experiments import (
 )
 from ailab_contracts.events.runs import ExperimentRunCompleted, ExperimentRunStarted
 
-from ..domain.errors import InvalidReference, InvalidValue, NotFound
-from ..domain.model import EventMeta, normalize_tags
-from ..domain.values import storage_problems
+from ..domain import lifecycle
+from ..domain.errors import InvalidReference, NotFound
+from ..domain.lifecycle import EventMeta, normalize_tags
 from .commands import CreateExperiment, StartExperiment, UpdateExperiment
 from .errors import DatasetEmpty, ExperimentArchived, ExperimentRunning, InvalidExperiment
 
@@ -188,18 +188,11 @@ def _dump(value: Any) -> Any:
 def evolve_experiment(
     state: Experiment | None, tenant_id: str, event: BaseModel, meta: EventMeta
 ) -> Experiment | None:
-    at, position = meta.occurred_at, meta.stream_version
     if isinstance(event, ExperimentCreated):
         if state is not None:
             return state
         return Experiment(
             id=event.experiment_id,
-            tenant_id=tenant_id,
-            name=event.name,
-            description=event.description,
-            status="active",
-            tags=list(event.tags),
-            metadata=dict(event.metadata),
             target=_dump(event.target),
             dataset_id=event.dataset_id,
             evaluators=_dump(list(event.evaluators)),
@@ -207,20 +200,16 @@ def evolve_experiment(
             concurrency=event.concurrency,
             expected_output_field=event.expected_output_field,
             last_run_number=None,
-            created_at=at,
-            updated_at=at,
-            created_by=event.created_by,
-            updated_by=event.created_by,
-            version=position,
+            **lifecycle.new_entity_fields(event, tenant_id, meta),
         )
     if state is None:
         return None
     if isinstance(event, ExperimentUpdated):
         changes = {f: _dump(getattr(event, f)) for f in EXPERIMENT_FIELDS if getattr(event, f) is not None}
-        return replace(state, **changes, updated_at=at, updated_by=event.updated_by, version=position)
+        return lifecycle.touched(state, meta, event.updated_by, **changes)
     if isinstance(event, ExperimentStarted):
         latest = max(state.last_run_number or 0, event.run_number)
-        return replace(state, last_run_number=latest, version=position)
+        return replace(state, last_run_number=latest, version=meta.stream_version)
     return None
 
 
@@ -379,9 +368,7 @@ def _validated(model: type[BaseModel], data: Mapping[str, Any]) -> Any:
 
 
 def _require_storable(value: Any, name: str) -> None:
-    problems = storage_problems(value, ["body", name])
-    if problems:
-        raise InvalidValue(problems)
+    lifecycle.require_storable(value, ["body", name])
 
 
 def references_of(
@@ -524,11 +511,3 @@ def decide_start(
         }
     )
     return started
-
-
-def fold(
-    state: Experiment | None, tenant_id: str, recorded: Iterable[tuple[Any, BaseModel]]
-) -> Experiment | None:
-    for envelope, event in recorded:
-        state = evolve_experiment(state, tenant_id, event, EventMeta.of(envelope)) or state
-    return state

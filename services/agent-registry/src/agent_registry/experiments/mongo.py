@@ -12,8 +12,7 @@ projections leaves them alone.
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
-from datetime import UTC, datetime
+from dataclasses import asdict
 from typing import Any
 
 from pymongo import ASCENDING
@@ -22,6 +21,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from ailab_runtime.errors import ApiError
 from ailab_runtime.pagination import decode_cursor, encode_cursor, keyset_page
 
+from ..adapters.documents import entity_from_doc, entity_to_doc, state_from_doc, utc
+from ..adapters.mongo_lists import STATUS_AND_TAGS, ensure_list_indexes
 from .model import DatasetRef, Experiment, RunProgress, RunRequest
 from .ports import ExperimentFilter
 
@@ -51,16 +52,15 @@ def result_key(experiment_id: str, run_number: int, example_index: int) -> str:
 
 
 async def ensure_indexes(db: Db) -> None:
-    col = db[EXPERIMENTS]
-    await col.create_index([("tenant_id", ASCENDING), ("_id", ASCENDING)], name="tenant_id")
-    for name, fld in (
-        ("tenant_status", "status"),
-        ("tenant_tags", "tags"),
-        ("tenant_dataset", "dataset_id"),
-        ("tenant_target_agent", "target.agent_id"),
-        ("tenant_target_prompt", "target.prompt_id"),
-    ):
-        await col.create_index([("tenant_id", ASCENDING), (fld, ASCENDING), ("_id", ASCENDING)], name=name)
+    await ensure_list_indexes(
+        db[EXPERIMENTS],
+        {
+            **STATUS_AND_TAGS,
+            "tenant_dataset": "dataset_id",
+            "tenant_target_agent": "target.agent_id",
+            "tenant_target_prompt": "target.prompt_id",
+        },
+    )
     run_fields = [("tenant_id", ASCENDING), ("experiment_id", ASCENDING), ("run_number", ASCENDING)]
     await db[EXPERIMENT_RUNS].create_index(run_fields, name="tenant_experiment_run")
     await db[RUN_PROGRESS].create_index(run_fields, name="tenant_experiment_run")
@@ -70,23 +70,12 @@ async def ensure_indexes(db: Db) -> None:
 # --- documents ----------------------------------------------------------------------------------------
 
 
-def _utc(value: Any) -> Any:
-    return value.astimezone(UTC) if isinstance(value, datetime) else value
-
-
-def _from_doc(cls: type[Any], doc: dict[str, Any], **known: Any) -> Any:
-    values = {f.name: _utc(doc.get(f.name)) for f in fields(cls) if f.name not in known}
-    return cls(**values, **known)
-
-
 def experiment_to_doc(experiment: Experiment) -> dict[str, Any]:
-    body = {k: v for k, v in asdict(experiment).items() if k not in ("id", "version")}
-    return {"_id": experiment.id, **body, "_version": experiment.version}
+    return entity_to_doc(experiment)
 
 
 def experiment_from_doc(doc: dict[str, Any]) -> Experiment:
-    experiment: Experiment = _from_doc(Experiment, doc, id=doc["_id"], version=doc["_version"])
-    return experiment
+    return entity_from_doc(Experiment, doc)
 
 
 def run_request_to_doc(run: RunRequest) -> dict[str, Any]:
@@ -101,7 +90,7 @@ def run_request_to_doc(run: RunRequest) -> dict[str, Any]:
 
 
 def run_request_from_doc(doc: dict[str, Any]) -> RunRequest:
-    run: RunRequest = _from_doc(RunRequest, doc, version=doc["_version"])
+    run: RunRequest = state_from_doc(RunRequest, doc, version=doc["_version"])
     return run
 
 
@@ -116,7 +105,7 @@ def progress_to_doc(progress: RunProgress, rev: int) -> dict[str, Any]:
 
 
 def progress_from_doc(doc: dict[str, Any]) -> RunProgress:
-    progress: RunProgress = _from_doc(RunProgress, doc, position=doc["_version"])
+    progress: RunProgress = state_from_doc(RunProgress, doc, position=doc["_version"])
     return progress
 
 
@@ -135,7 +124,7 @@ _RESULT_FIELDS = (
 
 
 def result_from_doc(doc: dict[str, Any]) -> dict[str, Any]:
-    return {name: _utc(doc.get(name)) for name in _RESULT_FIELDS}
+    return {name: utc(doc.get(name)) for name in _RESULT_FIELDS}
 
 
 # --- views -----------------------------------------------------------------------------------------------

@@ -21,7 +21,16 @@ from ailab_contracts.events.experiments import (
 from ailab_contracts.events.registry import EntityStatus
 from ailab_contracts.events.runs import EvaluatorScore, ExperimentRunSummary, RunError
 
-from ..entrypoints.schemas import Description, EntityId, Name, Tag
+from ..entrypoints.schemas import (
+    METADATA_DOC,
+    TAGS_DOC,
+    UNCHANGED_DOC,
+    Description,
+    EntityId,
+    Name,
+    StrictBody,
+    Tag,
+)
 from .model import Experiment, RunStatus, RunStatusName, config_path
 
 
@@ -53,11 +62,6 @@ _EVALUATORS_SCHEMA.update(minItems=1, maxItems=20)
 TargetIn = Annotated[dict[str, Any], WithJsonSchema(_TARGET_SCHEMA)]
 EvaluatorsIn = Annotated[list[Any], WithJsonSchema(_EVALUATORS_SCHEMA)]
 
-_TAGS = "Labels to filter lists by (`?tag=`); blanks and duplicates are dropped. At most 50."
-_METADATA = (
-    "Free-form JSON object. Keys may not be empty, start with `$` or contain `.`; "
-    "numbers must be finite and integers fit in 64 bits."
-)
 _TARGET = (
     '`{"type": "agent_version", "agent_id", "version"}` or '
     '`{"type": "prompt_version", "prompt_id", "version"}`; it must exist in the tenant '
@@ -69,8 +73,7 @@ _EVALUATORS = (
     + ". Each config is validated (422 `invalid_experiment` names the evaluator index and field); "
     "regex patterns must compile; an `llm_judge` stored prompt must exist."
 )
-_PARAMETERS = "Run settings the run-executor applies (e.g. model overrides). " + _METADATA
-_UNCHANGED = " Omit (or send null) to leave it unchanged."
+_PARAMETERS = "Run settings the run-executor applies (e.g. model overrides). " + METADATA_DOC
 
 _EXAMPLE = {
     "name": "Triage accuracy",
@@ -93,19 +96,15 @@ _EXAMPLE = {
 }
 
 
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ExperimentCreate(_In):
+class ExperimentCreate(StrictBody):
     """A new experiment: a target evaluated on a dataset by a list of evaluators."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_EXAMPLE]})
 
     name: Name = Field(description="Display name.", examples=["Triage accuracy"])
     description: Description | None = Field(default=None, description="Free text shown to people.")
-    tags: list[Tag] = Field(default_factory=list, max_length=50, description=_TAGS, examples=[["nightly"]])
-    metadata: dict[str, Any] = Field(default_factory=dict, description=_METADATA)
+    tags: list[Tag] = Field(default_factory=list, max_length=50, description=TAGS_DOC, examples=[["nightly"]])
+    metadata: dict[str, Any] = Field(default_factory=dict, description=METADATA_DOC)
     target: TargetIn = Field(description=_TARGET)
     dataset_id: EntityId = Field(
         description="Dataset of the same tenant (422 `invalid_reference` if unknown).",
@@ -122,26 +121,28 @@ class ExperimentCreate(_In):
     )
 
 
-class ExperimentUpdate(_In):
+class ExperimentUpdate(StrictBody):
     """Fields to change; omitted fields keep their value. Runs already started keep the definition
     they froze."""
 
-    name: Name | None = Field(default=None, description="Display name." + _UNCHANGED)
-    description: Description | None = Field(default=None, description="Free text." + _UNCHANGED)
-    tags: list[Tag] | None = Field(default=None, max_length=50, description=_TAGS + " Replaces the list.")
-    metadata: dict[str, Any] | None = Field(default=None, description=_METADATA + " Replaces the object.")
+    name: Name | None = Field(default=None, description="Display name." + UNCHANGED_DOC)
+    description: Description | None = Field(default=None, description="Free text." + UNCHANGED_DOC)
+    tags: list[Tag] | None = Field(default=None, max_length=50, description=TAGS_DOC + " Replaces the list.")
+    metadata: dict[str, Any] | None = Field(default=None, description=METADATA_DOC + " Replaces the object.")
     status: EntityStatus | None = Field(
         default=None,
         description="Lifecycle status; an archived experiment cannot start.",
         examples=["archived"],
     )
-    target: TargetIn | None = Field(default=None, description=_TARGET + _UNCHANGED)
-    dataset_id: EntityId | None = Field(default=None, description="Dataset of the same tenant." + _UNCHANGED)
+    target: TargetIn | None = Field(default=None, description=_TARGET + UNCHANGED_DOC)
+    dataset_id: EntityId | None = Field(
+        default=None, description="Dataset of the same tenant." + UNCHANGED_DOC
+    )
     evaluators: EvaluatorsIn | None = Field(default=None, description=_EVALUATORS + " Replaces the list.")
     parameters: dict[str, Any] | None = Field(default=None, description=_PARAMETERS + " Replaces the object.")
     concurrency: int | None = Field(default=None, ge=1, le=64, description="Examples evaluated at once.")
     expected_output_field: ExampleField | None = Field(
-        default=None, description="Example field." + _UNCHANGED
+        default=None, description="Example field." + UNCHANGED_DOC
     )
 
 

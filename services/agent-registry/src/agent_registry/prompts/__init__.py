@@ -8,16 +8,13 @@ Events `registry.Prompt*` on the stream `prompt:{tenant}:{prompt_id}`; views `pr
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
-from ailab_runtime.errors import error_response
 from ailab_runtime.service import Runtime
 
 from ..adapters.runtime_recorder import RuntimeEventRecorder
 from ..features import Feature
 from .api import router
-from .domain import PromptError
 from .ports import PromptPorts
 from .projections import prompt_projections
 from .samples import demo_sample_prompt
@@ -29,14 +26,8 @@ def build_ports(runtime: Runtime) -> PromptPorts:
     return PromptPorts(views=MongoPromptViews(runtime.db), recorder=RuntimeEventRecorder(runtime))
 
 
-async def _prompt_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, PromptError)
-    return error_response(exc.status, exc.code, exc.message, exc.details)
-
-
 def _setup(app: FastAPI) -> None:
     app.state.prompt_ports = build_ports(app.state.runtime)
-    app.add_exception_handler(PromptError, _prompt_error)
 
 
 async def _migrations(runtime: Runtime) -> None:

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from ailab_contracts.events.registry import EntityStatus
-from ailab_runtime.errors import ErrorResponse
 from ailab_runtime.idempotency import StoredResponse
 from ailab_runtime.internal import Caller
-from ailab_runtime.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from ailab_runtime.pagination import DEFAULT_LIMIT, Page
 
 from ..application.ports import ListFilter
-from ..entrypoints.http import CREATED_HEADERS, ETAG_HEADER, etag, once_per_idempotency_key, parse_if_match
+from ..entrypoints import http, params
+from ..entrypoints.params import Cursor, IdempotencyKey, Limit, TenantId
 from . import handlers
 from .domain import CreatePrompt, CreatePromptVersion, DeletePrompt, MoveLabel, RemoveLabel, UpdatePrompt
 from .ports import PromptPorts
@@ -37,7 +37,6 @@ def prompt_ports(request: Request) -> PromptPorts:
 
 
 Ports = Annotated[PromptPorts, Depends(prompt_ports)]
-TenantId = Annotated[str, Path(min_length=1, max_length=128, description="Owning tenant.", examples=["demo"])]
 PromptId = Annotated[str, Path(max_length=128, description="Prompt id.", examples=["pmt_0192f3a4b5c6d1e2f3"])]
 _VERSION_REF = r"^([1-9][0-9]{0,8}|[a-z][a-z0-9_-]{0,39})$"
 VersionRef = Annotated[
@@ -51,27 +50,9 @@ VersionRef = Annotated[
 Label = Annotated[
     str, Path(max_length=64, description="Label name (`^[a-z][a-z0-9_-]{0,39}$`).", examples=["production"])
 ]
-IfMatch = Annotated[
-    str | None,
-    Header(
-        alias="If-Match",
-        description='`"<version>"` from the prompt\'s ETag, or `*`: the write applies only if the '
-        "prompt is still at that version.",
-    ),
-]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        max_length=255,
-        description="Retrying with the same key and body returns the first response; another body gets 422.",
-    ),
-]
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size.")]
-Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous page.")]
+IfMatch = Annotated[str | None, params.if_match_header("prompt", etag_source="the prompt's ETag")]
 
 _ERRORS = {
-    401: "Missing or invalid internal service credential (`unauthorized`).",
     404: "No such prompt, version or label in this tenant (`not_found`).",
     409: "Another request changed the prompt first (`conflict`), the Idempotency-Key is in use, "
     "or the prompt is archived (`prompt_archived`).",
@@ -82,7 +63,7 @@ _ERRORS = {
 
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": ErrorResponse, "description": _ERRORS[code]} for code in (401, *codes)}
+    return http.documented_errors(_ERRORS, *codes)
 
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}/prompts", tags=["prompts"])
@@ -99,14 +80,14 @@ async def list_prompts(
     ports: Ports,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
-    status: Annotated[EntityStatus | None, Query(description="Only prompts with this status.")] = None,
-    tag: Annotated[str | None, Query(max_length=64, description="Only prompts carrying this tag.")] = None,
+    status: Annotated[EntityStatus | None, params.status_query("prompts")] = None,
+    tag: Annotated[str | None, params.tag_query("prompts")] = None,
 ) -> dict[str, Any]:
     """Prompts of the tenant, oldest first; deleted ones are never listed."""
     items, next_cursor = await handlers.list_prompts(
         ports, tenant_id, ListFilter(limit=limit, cursor=cursor, status=status, tag=tag)
     )
-    return {"items": [PromptOut.of(p) for p in items], "next_cursor": next_cursor}
+    return http.page([PromptOut.of(p) for p in items], next_cursor)
 
 
 @router.post(
@@ -114,7 +95,7 @@ async def list_prompts(
     status_code=201,
     response_model=PromptOut,
     summary="Create a prompt",
-    responses={201: {"headers": CREATED_HEADERS}, **errors(409, 422)},
+    responses={201: {"headers": http.CREATED_HEADERS}, **errors(409, 422)},
 )
 async def create_prompt(
     tenant_id: TenantId,
@@ -136,31 +117,29 @@ async def create_prompt(
             ),
             ports,
         )
-        out = PromptOut.of(prompt).model_dump(mode="json")
-        return 201, out, {"ETag": etag(prompt.version), "Location": f"{request.url.path}/{prompt.id}"}
+        return http.created(PromptOut.of(prompt), prompt.version, f"{request.url.path}/{prompt.id}")
 
-    return await once_per_idempotency_key(request, caller, tenant_id, idempotency_key, body, action)
+    return await http.once_per_idempotency_key(request, caller, tenant_id, idempotency_key, body, action)
 
 
 @router.get(
     "/{prompt_id}",
     response_model=PromptOut,
     summary="Get a prompt",
-    responses={200: {"headers": ETAG_HEADER}, **errors(404, 422)},
+    responses={200: {"headers": http.ETAG_HEADER}, **errors(404, 422)},
 )
 async def get_prompt(
     tenant_id: TenantId, prompt_id: PromptId, caller: Caller, ports: Ports, response: Response
 ) -> PromptOut:
     prompt = await handlers.get_prompt(ports, tenant_id, prompt_id)
-    response.headers["ETag"] = etag(prompt.version)
-    return PromptOut.of(prompt)
+    return http.with_etag(response, prompt.version, PromptOut.of(prompt))
 
 
 @router.put(
     "/{prompt_id}",
     response_model=PromptOut,
     summary="Update a prompt",
-    responses={200: {"headers": ETAG_HEADER}, **errors(404, 409, 412, 422)},
+    responses={200: {"headers": http.ETAG_HEADER}, **errors(404, 409, 412, 422)},
 )
 async def update_prompt(
     tenant_id: TenantId,
@@ -178,12 +157,11 @@ async def update_prompt(
             prompt_id=prompt_id,
             actor=caller.principal_id,
             changes=body.model_dump(exclude_unset=True),
-            precondition=parse_if_match(if_match),
+            precondition=http.parse_if_match(if_match),
         ),
         ports,
     )
-    response.headers["ETag"] = etag(prompt.version)
-    return PromptOut.of(prompt)
+    return http.with_etag(response, prompt.version, PromptOut.of(prompt))
 
 
 @router.delete(
@@ -199,7 +177,7 @@ async def delete_prompt(
             tenant_id=tenant_id,
             prompt_id=prompt_id,
             actor=caller.principal_id,
-            precondition=parse_if_match(if_match),
+            precondition=http.parse_if_match(if_match),
         ),
         ports,
     )
@@ -228,10 +206,7 @@ async def list_prompt_versions(
     prompt, items, next_cursor = await handlers.list_prompt_versions(
         ports, tenant_id, prompt_id, limit, cursor
     )
-    return {
-        "items": [PromptVersionOut.of(v, prompt, handlers.warnings_of(v)) for v in items],
-        "next_cursor": next_cursor,
-    }
+    return http.page([PromptVersionOut.of(v, prompt, handlers.warnings_of(v)) for v in items], next_cursor)
 
 
 @router.post(
@@ -240,7 +215,7 @@ async def list_prompt_versions(
     response_model=PromptVersionOut,
     tags=VERSIONS,
     summary="Create a prompt version",
-    responses={201: {"headers": CREATED_HEADERS}, **errors(404, 409, 422)},
+    responses={201: {"headers": http.CREATED_HEADERS}, **errors(404, 409, 422)},
 )
 async def create_prompt_version(
     tenant_id: TenantId,
@@ -257,7 +232,7 @@ async def create_prompt_version(
     to it, all in one commit. The ETag is the prompt's new version."""
 
     async def action() -> StoredResponse:
-        created = await handlers.create_prompt_version(
+        new = await handlers.create_prompt_version(
             CreatePromptVersion(
                 tenant_id=tenant_id,
                 prompt_id=prompt_id,
@@ -272,11 +247,10 @@ async def create_prompt_version(
             ),
             ports,
         )
-        out = PromptVersionOut.of(created.version, created.prompt, created.warnings).model_dump(mode="json")
-        location = f"{request.url.path}/{created.version.number}"
-        return 201, out, {"ETag": etag(created.prompt.version), "Location": location}
+        out = PromptVersionOut.of(new.version, new.prompt, new.warnings)
+        return http.created(out, new.prompt.version, f"{request.url.path}/{new.version.number}")
 
-    return await once_per_idempotency_key(request, caller, tenant_id, idempotency_key, body, action)
+    return await http.once_per_idempotency_key(request, caller, tenant_id, idempotency_key, body, action)
 
 
 @router.get(
@@ -284,7 +258,7 @@ async def create_prompt_version(
     response_model=PromptVersionOut,
     tags=VERSIONS,
     summary="Get a prompt version",
-    responses={200: {"headers": ETAG_HEADER}, **errors(404, 422)},
+    responses={200: {"headers": http.ETAG_HEADER}, **errors(404, 422)},
 )
 async def get_prompt_version(
     tenant_id: TenantId,
@@ -297,8 +271,9 @@ async def get_prompt_version(
     """By number, label or `latest`; everything the version stores (its artifact) is in the body.
     The ETag is the prompt's version, since the labels shown move with it."""
     prompt, found = await handlers.get_prompt_version(ports, tenant_id, prompt_id, version)
-    response.headers["ETag"] = etag(prompt.version)
-    return PromptVersionOut.of(found, prompt, handlers.warnings_of(found))
+    return http.with_etag(
+        response, prompt.version, PromptVersionOut.of(found, prompt, handlers.warnings_of(found))
+    )
 
 
 @router.post(
@@ -367,7 +342,7 @@ async def diff_prompt_versions(
     response_model=PromptOut,
     tags=VERSIONS,
     summary="Point a label at a version",
-    responses={200: {"headers": ETAG_HEADER}, **errors(404, 409, 412, 422)},
+    responses={200: {"headers": http.ETAG_HEADER}, **errors(404, 409, 412, 422)},
 )
 async def move_label(
     tenant_id: TenantId,
@@ -388,12 +363,11 @@ async def move_label(
             label=label,
             version=body.version,
             actor=caller.principal_id,
-            precondition=parse_if_match(if_match),
+            precondition=http.parse_if_match(if_match),
         ),
         ports,
     )
-    response.headers["ETag"] = etag(prompt.version)
-    return PromptOut.of(prompt)
+    return http.with_etag(response, prompt.version, PromptOut.of(prompt))
 
 
 @router.delete(
@@ -418,7 +392,7 @@ async def remove_label(
             prompt_id=prompt_id,
             label=label,
             actor=caller.principal_id,
-            precondition=parse_if_match(if_match),
+            precondition=http.parse_if_match(if_match),
         ),
         ports,
     )

@@ -28,9 +28,10 @@ from ailab_contracts.events.prompts import (
     PromptVersionCreated,
 )
 
+from ..domain import lifecycle
 from ..domain.commands import Precondition
-from ..domain.errors import InvalidReference, InvalidValue, NotFound, RegistryError
-from ..domain.model import DELETED, EventMeta, normalize_tags
+from ..domain.errors import InvalidReference, NotFound, RegistryError
+from ..domain.lifecycle import DELETED, DeletedByStatus, EventMeta, normalize_tags
 from ..domain.values import storage_problems
 from .template import check_version
 
@@ -177,7 +178,7 @@ class RemoveLabel:
 
 
 @dataclass(frozen=True)
-class Prompt:
+class Prompt(DeletedByStatus):
     id: str
     tenant_id: str
     name: str
@@ -192,10 +193,6 @@ class Prompt:
     created_by: str
     updated_by: str
     version: int  # stream version this state reflects (the ETag)
-
-    @property
-    def deleted(self) -> bool:
-        return self.status == DELETED
 
     def labels_of(self, number: int) -> list[str]:
         """Labels pointing at version `number`, `latest` included when it is the newest."""
@@ -228,44 +225,31 @@ class PromptVersion:
 
 def evolve_prompt(state: Prompt | None, tenant_id: str, event: BaseModel, meta: EventMeta) -> Prompt | None:
     """The prompt after `event`; every event of its stream moves `version`."""
-    at, position = meta.occurred_at, meta.stream_version
     if isinstance(event, PromptCreated):
         if state is not None:
             return state
         return Prompt(
             id=event.prompt_id,
-            tenant_id=tenant_id,
-            name=event.name,
-            description=event.description,
-            status="active",
-            tags=list(event.tags),
-            metadata=dict(event.metadata),
             labels={},
             latest_version=None,
-            created_at=at,
-            updated_at=at,
-            created_by=event.created_by,
-            updated_by=event.created_by,
-            version=position,
+            **lifecycle.new_entity_fields(event, tenant_id, meta),
         )
     if state is None:
         return None
     if isinstance(event, PromptUpdated):
-        changes = {f: getattr(event, f) for f in PROMPT_FIELDS if getattr(event, f) is not None}
-        return replace(state, **changes, updated_at=at, updated_by=event.updated_by, version=position)
+        return lifecycle.touched(state, meta, event.updated_by, **lifecycle.set_fields(event, PROMPT_FIELDS))
     if isinstance(event, PromptDeleted):
-        return replace(state, status=DELETED, updated_at=at, updated_by=event.deleted_by, version=position)
+        return lifecycle.touched(state, meta, event.deleted_by, status=DELETED)
     if isinstance(event, PromptVersionCreated):
         latest = max(state.latest_version or 0, event.version)
-        return replace(
-            state, latest_version=latest, updated_at=at, updated_by=event.created_by, version=position
-        )
+        return lifecycle.touched(state, meta, event.created_by, latest_version=latest)
     if isinstance(event, PromptLabelMoved):
-        labels = {**state.labels, event.label: event.version}
-        return replace(state, labels=labels, updated_at=at, updated_by=event.moved_by, version=position)
+        return lifecycle.touched(
+            state, meta, event.moved_by, labels={**state.labels, event.label: event.version}
+        )
     if isinstance(event, PromptLabelRemoved):
         labels = {k: v for k, v in state.labels.items() if k != event.label}
-        return replace(state, labels=labels, updated_at=at, updated_by=event.removed_by, version=position)
+        return lifecycle.touched(state, meta, event.removed_by, labels=labels)
     return None
 
 
@@ -305,16 +289,8 @@ def evolve_prompt_version(
 # --- rules ----------------------------------------------------------------------------------------
 
 
-def _require_storable(value: Any, loc: list[str | int]) -> None:
-    problems = storage_problems(value, loc)
-    if problems:
-        raise InvalidValue(problems)
-
-
-def require_live(prompt: Prompt | None, prompt_id: str) -> Prompt:
-    if prompt is None or prompt.deleted:
-        raise NotFound("prompt", prompt_id)
-    return prompt
+def require_live(prompt: Prompt | None, prompt_id: str, precondition: Precondition | None = None) -> Prompt:
+    return lifecycle.require_live(prompt, "prompt", prompt_id, precondition)
 
 
 def check_label_name(label: str) -> None:
@@ -338,45 +314,19 @@ def resolve_version(prompt: Prompt, ref: str | int) -> int:
 
 
 def decide_create_prompt(prompt_id: str, cmd: CreatePrompt) -> PromptCreated:
-    _require_storable(dict(cmd.metadata), ["body", "metadata"])
-    return PromptCreated(
-        prompt_id=prompt_id,
-        name=cmd.name,
-        description=cmd.description,
-        tags=normalize_tags(cmd.tags),
-        metadata=dict(cmd.metadata),
-        created_by=cmd.actor,
-    )
+    return PromptCreated(prompt_id=prompt_id, **lifecycle.created_fields(cmd))
 
 
 def decide_update_prompt(prompt: Prompt | None, cmd: UpdatePrompt) -> PromptUpdated | None:
     """None when nothing would change."""
-    live = require_live(prompt, cmd.prompt_id)
-    if cmd.precondition:
-        cmd.precondition.check(live.version)
-    unknown = set(cmd.changes) - set(PROMPT_FIELDS)
-    if unknown:
-        raise ValueError(f"cannot change {sorted(unknown)}")
-    changes: dict[str, Any] = {}
-    for name, value in cmd.changes.items():
-        if value is None:
-            continue
-        if name == "tags":
-            value = normalize_tags(value)
-        if name == "metadata":
-            value = dict(value)
-            _require_storable(value, ["body", "metadata"])
-        if name == "status" and value == DELETED:
-            raise ValueError("use DeletePrompt to delete a prompt")
-        if getattr(live, name) != value:
-            changes[name] = value
+    live = require_live(prompt, cmd.prompt_id, cmd.precondition)
+    changes = lifecycle.changed_fields(live, cmd.changes, PROMPT_FIELDS)
+    lifecycle.check_changes(changes, delete_refusal="use DeletePrompt to delete a prompt")
     return PromptUpdated(prompt_id=live.id, updated_by=cmd.actor, **changes) if changes else None
 
 
 def decide_delete_prompt(prompt: Prompt | None, cmd: DeletePrompt) -> PromptDeleted:
-    live = require_live(prompt, cmd.prompt_id)
-    if cmd.precondition:
-        cmd.precondition.check(live.version)
+    live = require_live(prompt, cmd.prompt_id, cmd.precondition)
     return PromptDeleted(prompt_id=live.id, deleted_by=cmd.actor)
 
 

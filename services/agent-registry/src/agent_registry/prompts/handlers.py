@@ -15,8 +15,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from ..application.ports import ListFilter
+from ..application.recording import Recorded, record
 from ..domain.errors import NotFound
-from ..domain.model import fold
+from ..domain.lifecycle import fold
 from . import diff as prompt_diff
 from . import domain, template
 from .domain import (
@@ -34,14 +35,16 @@ from .ports import PromptPorts
 
 async def _record(
     ports: PromptPorts, prompt: Prompt | None, tenant_id: str, prompt_id: str, events: Sequence[BaseModel]
-) -> tuple[Prompt, list[tuple[Any, BaseModel]]]:
-    envelopes = await ports.recorder.record(
+) -> tuple[Prompt, Recorded]:
+    """On the prompt's stream at the version `prompt` was read at; the prompt after the events, and
+    the events (a new version is folded from them too)."""
+    recorded = await record(
+        ports.recorder,
+        tenant_id=tenant_id,
         stream_id=domain.prompt_stream(tenant_id, prompt_id),
         expected_version=prompt.version if prompt else 0,
-        tenant_id=tenant_id,
         events=events,
     )
-    recorded = list(zip(envelopes, events, strict=True))
     return fold(domain.evolve_prompt, prompt, tenant_id, recorded), recorded
 
 

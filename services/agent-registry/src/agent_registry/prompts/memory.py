@@ -3,46 +3,22 @@ the event store's optimistic concurrency whose views fold events with the domain
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from pydantic import BaseModel
 
-from ailab_contracts import REGISTRY, EventEnvelope, new_envelope
-from ailab_runtime.errors import ApiError
+from ailab_contracts import EventEnvelope
 from ailab_runtime.pagination import decode_cursor, encode_cursor
 
+from ..adapters.memory import InMemoryEventStore
 from ..application.ports import ListFilter
 from ..domain.model import EventMeta
 from .domain import Prompt, PromptVersion, evolve_prompt, evolve_prompt_version
 
 
-class InMemoryPrompts:
+class InMemoryPrompts(InMemoryEventStore):
     def __init__(self) -> None:
-        self.streams: dict[str, list[EventEnvelope]] = {}
+        super().__init__()
         self._prompts: dict[tuple[str, str], Prompt] = {}
         self._versions: dict[tuple[str, str, int], PromptVersion] = {}
-
-    async def record(
-        self, *, stream_id: str, expected_version: int, tenant_id: str, events: Sequence[BaseModel]
-    ) -> Sequence[EventEnvelope]:
-        stream = self.streams.setdefault(stream_id, [])
-        if len(stream) != expected_version:
-            raise ApiError(409, "conflict", "the resource was changed by another request; retry")
-        envelopes = [
-            new_envelope(
-                REGISTRY,
-                event,
-                stream_id=stream_id,
-                stream_version=expected_version + i,
-                tenant_id=tenant_id,
-                producer="agent-registry",
-            )
-            for i, event in enumerate(events, start=1)
-        ]
-        stream.extend(envelopes)
-        for envelope, event in zip(envelopes, events, strict=True):
-            self._apply(envelope, event)
-        return envelopes
 
     def _apply(self, envelope: EventEnvelope, event: BaseModel) -> None:
         tenant, meta = envelope.tenant_id, EventMeta.of(envelope)

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import replace
-from datetime import UTC, datetime
-
-from pymongo.errors import DuplicateKeyError
 
 from ailab_runtime.service import Runtime
 
+from ..migrations import already_applied, mark_applied
 from . import handlers
 from .domain import CreatePrompt, CreatePromptVersion
 from .ports import PromptPorts
-
-log = logging.getLogger(__name__)
 
 MIGRATION_ID = "prompts-001-demo-sample-prompt"
 SAMPLE_PROMPT_ID = "pmt_demo_support_answer"  # fixed: a retried migration finds what it created
@@ -22,8 +17,7 @@ SAMPLE_PROMPT_ID = "pmt_demo_support_answer"  # fixed: a retried migration finds
 
 async def demo_sample_prompt(runtime: Runtime, ports: PromptPorts) -> None:
     """A chat prompt with one version labelled `production`, created once."""
-    migrations = runtime.db["migrations"]
-    if await migrations.find_one({"_id": MIGRATION_ID}):
+    if await already_applied(runtime, MIGRATION_ID):
         return
     ports = replace(ports, new_id=lambda prefix: SAMPLE_PROMPT_ID)
     actor = "migration:prompts-001"
@@ -60,8 +54,4 @@ async def demo_sample_prompt(runtime: Runtime, ports: PromptPorts) -> None:
             ),
             ports,
         )
-    try:
-        await migrations.insert_one({"_id": MIGRATION_ID, "applied_at": datetime.now(UTC)})
-    except DuplicateKeyError:
-        pass
-    log.info("migration %s applied", MIGRATION_ID)
+    await mark_applied(runtime, MIGRATION_ID)

@@ -11,20 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from ailab_contracts.events.prompts import MessageRole, VariableType
 from ailab_contracts.events.registry import EntityStatus, VersionStatus
 
+from ..entrypoints.schemas import METADATA_DOC, TAGS_DOC, UNCHANGED_DOC, Description, Name, StrictBody, Tag
 from .domain import LABEL_NAME, Prompt, PromptVersion, artifact_prefix
 from .template import VARIABLE_NAME, VARIABLE_TYPES
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
-Description = Annotated[str, StringConstraints(max_length=4000)]
 LabelName = Annotated[str, StringConstraints(min_length=1, max_length=40)]
 
-_TAGS = "Labels to filter lists by (`?tag=`); blanks and duplicates are dropped. At most 50."
-_METADATA = (
-    "Free-form JSON object. Keys may not be empty, start with `$` or contain `.`; "
-    "numbers must be finite and integers fit in 64 bits."
-)
-_UNCHANGED = " Omit (or send null) to leave it unchanged."
 TEMPLATE_SYNTAX = (
     "`{{ name }}` is replaced by the variable `name` (names match `" + VARIABLE_NAME.pattern + "`); "
     "`\\{{` writes a literal `{{`; single braces are literal. No filters, expressions or code: any "
@@ -33,31 +25,29 @@ TEMPLATE_SYNTAX = (
 )
 
 
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
 # --- prompts --------------------------------------------------------------------------------------
 
 
-class PromptCreate(_In):
+class PromptCreate(StrictBody):
     """A new prompt; add its text as immutable versions under `/versions`."""
 
     name: Name = Field(description="Display name.", examples=["Support answer"])
     description: Description | None = Field(
         default=None, description="Free text shown to people.", examples=["Answers a support ticket"]
     )
-    tags: list[Tag] = Field(default_factory=list, max_length=50, description=_TAGS, examples=[["support"]])
-    metadata: dict[str, Any] = Field(default_factory=dict, description=_METADATA, examples=[{"team": "cx"}])
+    tags: list[Tag] = Field(default_factory=list, max_length=50, description=TAGS_DOC, examples=[["support"]])
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description=METADATA_DOC, examples=[{"team": "cx"}]
+    )
 
 
-class PromptUpdate(_In):
+class PromptUpdate(StrictBody):
     """Fields to change; omitted fields keep their value. Versions and labels have their own routes."""
 
-    name: Name | None = Field(default=None, description="Display name." + _UNCHANGED)
-    description: Description | None = Field(default=None, description="Free text." + _UNCHANGED)
-    tags: list[Tag] | None = Field(default=None, max_length=50, description=_TAGS + " Replaces the list.")
-    metadata: dict[str, Any] | None = Field(default=None, description=_METADATA + " Replaces the object.")
+    name: Name | None = Field(default=None, description="Display name." + UNCHANGED_DOC)
+    description: Description | None = Field(default=None, description="Free text." + UNCHANGED_DOC)
+    tags: list[Tag] | None = Field(default=None, max_length=50, description=TAGS_DOC + " Replaces the list.")
+    metadata: dict[str, Any] | None = Field(default=None, description=METADATA_DOC + " Replaces the object.")
     status: EntityStatus | None = Field(
         default=None,
         description="Lifecycle status; an archived prompt accepts no new versions.",
@@ -100,14 +90,14 @@ class PromptOut(BaseModel):
 # --- versions -------------------------------------------------------------------------------------
 
 
-class MessageIn(_In):
+class MessageIn(StrictBody):
     role: MessageRole = Field(description="Who speaks.", examples=["system"])
     content: str = Field(
         max_length=100_000, description="Text; " + TEMPLATE_SYNTAX, examples=["Be {{ tone }}."]
     )
 
 
-class VariableIn(_In):
+class VariableIn(StrictBody):
     """A declared variable. Its name and type are checked with the template (422 `invalid_prompt`)."""
 
     name: str = Field(
@@ -126,7 +116,7 @@ class VariableIn(_In):
     description: str | None = Field(default=None, max_length=2000, description="What it is for.")
 
 
-class PromptVersionCreate(_In):
+class PromptVersionCreate(StrictBody):
     """A new immutable version, numbered after the latest: exactly one of `template` and `messages`."""
 
     model_config = ConfigDict(
@@ -167,10 +157,10 @@ class PromptVersionCreate(_In):
     model_params: dict[str, Any] = Field(
         default_factory=dict,
         description="Model settings stored with the version (model, temperature, max_tokens, top_p, "
-        "stop ...). " + _METADATA,
+        "stop ...). " + METADATA_DOC,
         examples=[{"model": "gpt-4o-mini", "temperature": 0.2}],
     )
-    tags: list[Tag] = Field(default_factory=list, max_length=50, description=_TAGS)
+    tags: list[Tag] = Field(default_factory=list, max_length=50, description=TAGS_DOC)
     changelog: str | None = Field(
         default=None, max_length=10_000, description="What changed in this version."
     )
@@ -261,7 +251,7 @@ class PromptVersionOut(BaseModel):
 # --- labels, render, diff -------------------------------------------------------------------------
 
 
-class LabelMove(_In):
+class LabelMove(StrictBody):
     """Point the label at this version."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"version": 2}]})
@@ -269,7 +259,7 @@ class LabelMove(_In):
     version: int = Field(ge=1, le=1_000_000_000, description="An existing version number.", examples=[2])
 
 
-class RenderRequest(_In):
+class RenderRequest(StrictBody):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={

@@ -3,8 +3,7 @@ layout and indexes. Every query filters by `tenant_id` first."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
-from datetime import UTC, datetime
+from dataclasses import asdict
 from typing import Any
 
 from pymongo import ASCENDING
@@ -13,8 +12,9 @@ from pymongo.asynchronous.database import AsyncDatabase
 from ailab_runtime.errors import ApiError
 from ailab_runtime.pagination import decode_cursor, encode_cursor, keyset_page
 
+from ..adapters.documents import entity_from_doc, entity_to_doc, state_from_doc
+from ..adapters.mongo_lists import STATUS_AND_TAGS, ensure_list_indexes, live_entities_query
 from ..application.ports import ListFilter
-from ..domain.model import DELETED
 from .domain import Prompt, PromptVersion, version_doc_id
 
 PROMPTS = "prompts"
@@ -24,18 +24,12 @@ VIEWS = (PROMPTS, PROMPT_VERSIONS)
 Db = AsyncDatabase[dict[str, Any]]
 
 
-def _utc(value: Any) -> Any:
-    return value.astimezone(UTC) if isinstance(value, datetime) else value
-
-
 def prompt_to_doc(prompt: Prompt) -> dict[str, Any]:
-    body = {k: v for k, v in asdict(prompt).items() if k not in ("id", "version")}
-    return {"_id": prompt.id, **body, "_version": prompt.version}
+    return entity_to_doc(prompt)
 
 
 def prompt_from_doc(doc: dict[str, Any]) -> Prompt:
-    values = {f.name: _utc(doc.get(f.name)) for f in fields(Prompt) if f.name not in ("id", "version")}
-    return Prompt(**values, id=doc["_id"], version=doc["_version"])
+    return entity_from_doc(Prompt, doc)
 
 
 def prompt_version_to_doc(version: PromptVersion) -> dict[str, Any]:
@@ -45,20 +39,14 @@ def prompt_version_to_doc(version: PromptVersion) -> dict[str, Any]:
 
 
 def prompt_version_from_doc(doc: dict[str, Any]) -> PromptVersion:
-    skip = ("number", "version")
-    values = {f.name: _utc(doc.get(f.name)) for f in fields(PromptVersion) if f.name not in skip}
-    return PromptVersion(**values, number=doc["version"], version=doc["_version"])
+    version: PromptVersion = state_from_doc(
+        PromptVersion, doc, number=doc["version"], version=doc["_version"]
+    )
+    return version
 
 
 async def ensure_indexes(db: Db) -> None:
-    prompts = db[PROMPTS]
-    await prompts.create_index([("tenant_id", ASCENDING), ("_id", ASCENDING)], name="tenant_id")
-    await prompts.create_index(
-        [("tenant_id", ASCENDING), ("status", ASCENDING), ("_id", ASCENDING)], name="tenant_status"
-    )
-    await prompts.create_index(
-        [("tenant_id", ASCENDING), ("tags", ASCENDING), ("_id", ASCENDING)], name="tenant_tags"
-    )
+    await ensure_list_indexes(db[PROMPTS], STATUS_AND_TAGS)
     # also serves other features that look a version up by (tenant_id, prompt_id, version)
     await db[PROMPT_VERSIONS].create_index(
         [("tenant_id", ASCENDING), ("prompt_id", ASCENDING), ("version", ASCENDING)],
@@ -87,9 +75,7 @@ class MongoPromptViews:
         return prompt_from_doc(doc) if doc else None
 
     async def prompts(self, tenant_id: str, flt: ListFilter) -> tuple[list[Prompt], str | None]:
-        query: dict[str, Any] = {"tenant_id": tenant_id, "status": flt.status or {"$ne": DELETED}}
-        if flt.tag:
-            query["tags"] = flt.tag
+        query = live_entities_query(tenant_id, flt.status, flt.tag)
         docs, cursor = await keyset_page(self._prompts, query, flt.cursor, flt.limit)
         return [prompt_from_doc(d) for d in docs], cursor
 

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..domain.values import storage_problems
+from ..domain.values import json_type, storage_problems
 
 VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 VARIABLE_TYPES: tuple[str, ...] = ("string", "number", "integer", "boolean", "json")
@@ -133,24 +133,6 @@ def type_problem(var_type: str, value: Any) -> str | None:
         return f"expected {var_type}, got {json_type(value)}"
     # the value may end up stored (a default) or in a rendered text: it must be plain JSON
     return "; ".join(p["message"] for p in storage_problems(value, [])) or None
-
-
-def json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list | tuple):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
 
 
 def _coerce(var_type: str, value: Any) -> Any:

@@ -8,16 +8,13 @@ Events `registry.ToolCreated`, `registry.ToolUpdated`, `registry.ToolDeleted` on
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
-from ailab_runtime.errors import error_response
 from ailab_runtime.service import Runtime
 
 from ..adapters.runtime_recorder import RuntimeEventRecorder
 from ..features import Feature
 from .api import router
-from .domain import ToolError
 from .ports import ToolPorts
 from .projections import tool_projections
 from .store import VIEWS, MongoToolNameClaims, MongoToolViews, ensure_indexes
@@ -33,14 +30,8 @@ def build_ports(runtime: Runtime) -> ToolPorts:
     )
 
 
-async def _tool_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ToolError)
-    return error_response(exc.status, exc.code, exc.message, exc.details)
-
-
 def _setup(app: FastAPI) -> None:
     app.state.tool_ports = build_ports(app.state.runtime)
-    app.add_exception_handler(ToolError, _tool_error)
 
 
 FEATURE = Feature(

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from ailab_contracts.events.registry import EntityStatus
 from ailab_contracts.events.tools import ToolKind
-from ailab_runtime.errors import ErrorResponse
 from ailab_runtime.idempotency import StoredResponse
 from ailab_runtime.internal import Caller
-from ailab_runtime.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from ailab_runtime.pagination import DEFAULT_LIMIT, Page
 
-from ..entrypoints.http import CREATED_HEADERS, ETAG_HEADER, etag, once_per_idempotency_key, parse_if_match
+from ..entrypoints import http, params
+from ..entrypoints.params import Cursor, IdempotencyKey, Limit, TenantId
 from . import handlers
 from .domain import CreateTool, DeleteTool, UpdateTool
 from .ports import ToolFilter, ToolPorts
@@ -27,27 +27,10 @@ def tool_ports(request: Request) -> ToolPorts:
 
 
 Ports = Annotated[ToolPorts, Depends(tool_ports)]
-TenantId = Annotated[str, Path(min_length=1, max_length=128, description="Owning tenant.", examples=["demo"])]
 ToolId = Annotated[str, Path(max_length=128, description="Tool id.", examples=["tol_0192f3a4b5c6d1e2f3"])]
-IfMatch = Annotated[
-    str | None,
-    Header(
-        alias="If-Match",
-        description='`"<version>"` from an ETag, or `*`: the write applies only if the tool is still '
-        "at that version.",
-    ),
-]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        max_length=255,
-        description="Retrying with the same key and body returns the first response; another body gets 422.",
-    ),
-]
+IfMatch = Annotated[str | None, params.if_match_header("tool")]
 
 _ERRORS = {
-    401: "Missing or invalid internal service credential (`unauthorized`).",
     404: "No such tool in this tenant (`not_found`).",
     409: "Another tool of the tenant has this name (`tool_name_taken`), another request changed the "
     "tool first "
@@ -59,7 +42,7 @@ _ERRORS = {
 
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": ErrorResponse, "description": _ERRORS[code]} for code in (401, *codes)}
+    return http.documented_errors(_ERRORS, *codes)
 
 
 def _definition(body: ToolCreate | ToolUpdate) -> dict[str, Any]:
@@ -75,17 +58,17 @@ async def list_tools(
     tenant_id: TenantId,
     caller: Caller,
     ports: Ports,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size.")] = DEFAULT_LIMIT,
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
-    status: Annotated[EntityStatus | None, Query(description="Only tools with this status.")] = None,
-    tag: Annotated[str | None, Query(max_length=64, description="Only tools carrying this tag.")] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+    status: Annotated[EntityStatus | None, params.status_query("tools")] = None,
+    tag: Annotated[str | None, params.tag_query("tools")] = None,
     kind: Annotated[ToolKind | None, Query(description="Only tools of this kind.")] = None,
 ) -> dict[str, Any]:
     """Tools of the tenant, oldest first; deleted ones are never listed."""
     items, next_cursor = await handlers.list_tools(
         ports, tenant_id, ToolFilter(limit=limit, cursor=cursor, status=status, tag=tag, kind=kind)
     )
-    return {"items": [ToolOut.of(t) for t in items], "next_cursor": next_cursor}
+    return http.page([ToolOut.of(t) for t in items], next_cursor)
 
 
 @router.post(
@@ -93,7 +76,7 @@ async def list_tools(
     status_code=201,
     response_model=ToolOut,
     summary="Create a tool",
-    responses={201: {"headers": CREATED_HEADERS}, **errors(409, 422)},
+    responses={201: {"headers": http.CREATED_HEADERS}, **errors(409, 422)},
 )
 async def create_tool(
     tenant_id: TenantId,
@@ -110,31 +93,29 @@ async def create_tool(
         tool = await handlers.create_tool(
             CreateTool(tenant_id=tenant_id, actor=caller.principal_id, definition=_definition(body)), ports
         )
-        out = ToolOut.of(tool).model_dump(mode="json")
-        return 201, out, {"ETag": etag(tool.version), "Location": f"{request.url.path}/{tool.id}"}
+        return http.created(ToolOut.of(tool), tool.version, f"{request.url.path}/{tool.id}")
 
-    return await once_per_idempotency_key(request, caller, tenant_id, idempotency_key, body, action)
+    return await http.once_per_idempotency_key(request, caller, tenant_id, idempotency_key, body, action)
 
 
 @router.get(
     "/{tool_id}",
     response_model=ToolOut,
     summary="Get a tool",
-    responses={200: {"headers": ETAG_HEADER}, **errors(404, 422)},
+    responses={200: {"headers": http.ETAG_HEADER}, **errors(404, 422)},
 )
 async def get_tool(
     tenant_id: TenantId, tool_id: ToolId, caller: Caller, ports: Ports, response: Response
 ) -> ToolOut:
     tool = await handlers.get_tool(ports, tenant_id, tool_id)
-    response.headers["ETag"] = etag(tool.version)
-    return ToolOut.of(tool)
+    return http.with_etag(response, tool.version, ToolOut.of(tool))
 
 
 @router.put(
     "/{tool_id}",
     response_model=ToolOut,
     summary="Update a tool",
-    responses={200: {"headers": ETAG_HEADER}, **errors(404, 409, 412, 422)},
+    responses={200: {"headers": http.ETAG_HEADER}, **errors(404, 409, 412, 422)},
 )
 async def update_tool(
     tenant_id: TenantId,
@@ -152,12 +133,11 @@ async def update_tool(
             tool_id=tool_id,
             actor=caller.principal_id,
             changes=_definition(body),
-            precondition=parse_if_match(if_match),
+            precondition=http.parse_if_match(if_match),
         ),
         ports,
     )
-    response.headers["ETag"] = etag(tool.version)
-    return ToolOut.of(tool)
+    return http.with_etag(response, tool.version, ToolOut.of(tool))
 
 
 @router.delete("/{tool_id}", status_code=204, summary="Delete a tool", responses=errors(404, 409, 412, 422))
@@ -170,7 +150,7 @@ async def delete_tool(
             tenant_id=tenant_id,
             tool_id=tool_id,
             actor=caller.principal_id,
-            precondition=parse_if_match(if_match),
+            precondition=http.parse_if_match(if_match),
         ),
         ports,
     )

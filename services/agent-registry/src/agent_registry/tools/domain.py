@@ -8,7 +8,7 @@ Name uniqueness is not decided here: it is enforced by an insert-only claim docu
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -16,9 +16,10 @@ from pydantic import BaseModel, ValidationError
 
 from ailab_contracts.events.tools import ToolCreated, ToolDefinition, ToolDeleted, ToolUpdated
 
+from ..domain import lifecycle
 from ..domain.commands import Precondition
-from ..domain.errors import NotFound, RegistryError
-from ..domain.model import DELETED, EventMeta, normalize_tags
+from ..domain.errors import RegistryError
+from ..domain.lifecycle import DELETED, DeletedByStatus, EventMeta, normalize_tags
 from ..domain.values import storage_problems
 from .validation import BUILTINS, DEFAULT_TIMEOUT_MS, EMPTY_PARAMETERS, definition_problems, normalize_host
 
@@ -99,7 +100,7 @@ class DeleteTool:
 
 
 @dataclass(frozen=True)
-class Tool:
+class Tool(DeletedByStatus):
     id: str
     tenant_id: str
     name: str
@@ -121,10 +122,6 @@ class Tool:
     updated_by: str
     version: int  # stream version this state reflects (the ETag)
 
-    @property
-    def deleted(self) -> bool:
-        return self.status == DELETED
-
     def definition(self) -> dict[str, Any]:
         state = asdict(self)
         return {f: state[f] for f in DEFINITION_FIELDS}
@@ -136,7 +133,6 @@ def _definition_of(event: ToolDefinition) -> dict[str, Any]:
 
 
 def evolve_tool(state: Tool | None, tenant_id: str, event: BaseModel, meta: EventMeta) -> Tool | None:
-    at, position = meta.occurred_at, meta.stream_version
     if isinstance(event, ToolCreated):
         if state is not None:
             return state
@@ -144,30 +140,22 @@ def evolve_tool(state: Tool | None, tenant_id: str, event: BaseModel, meta: Even
             id=event.tool_id,
             tenant_id=tenant_id,
             **_definition_of(event),
-            created_at=at,
-            updated_at=at,
-            created_by=event.created_by,
-            updated_by=event.created_by,
-            version=position,
+            **lifecycle.stamps(meta, event.created_by),
         )
     if state is None:
         return None
     if isinstance(event, ToolUpdated):
-        return replace(
-            state, **_definition_of(event), updated_at=at, updated_by=event.updated_by, version=position
-        )
+        return lifecycle.touched(state, meta, event.updated_by, **_definition_of(event))
     if isinstance(event, ToolDeleted):
-        return replace(state, status=DELETED, updated_at=at, updated_by=event.deleted_by, version=position)
+        return lifecycle.touched(state, meta, event.deleted_by, status=DELETED)
     return None
 
 
 # --- rules ----------------------------------------------------------------------------------------
 
 
-def require_live(tool: Tool | None, tool_id: str) -> Tool:
-    if tool is None or tool.deleted:
-        raise NotFound("tool", tool_id)
-    return tool
+def require_live(tool: Tool | None, tool_id: str, precondition: Precondition | None = None) -> Tool:
+    return lifecycle.require_live(tool, "tool", tool_id, precondition)
 
 
 def _normalized(definition: dict[str, Any]) -> dict[str, Any]:
@@ -225,9 +213,7 @@ def decide_create_tool(tool_id: str, cmd: CreateTool) -> ToolCreated:
 def decide_update_tool(tool: Tool | None, cmd: UpdateTool) -> ToolUpdated | None:
     """The whole definition after applying `changes` (None when nothing changes). Switching `kind`
     clears the other kind's fields unless the request sets them (which is then an error)."""
-    live = require_live(tool, cmd.tool_id)
-    if cmd.precondition:
-        cmd.precondition.check(live.version)
+    live = require_live(tool, cmd.tool_id, cmd.precondition)
     unknown = set(cmd.changes) - set(DEFINITION_FIELDS)
     if unknown:
         raise ValueError(f"cannot change {sorted(unknown)}")
@@ -247,7 +233,5 @@ def decide_update_tool(tool: Tool | None, cmd: UpdateTool) -> ToolUpdated | None
 
 
 def decide_delete_tool(tool: Tool | None, cmd: DeleteTool) -> ToolDeleted:
-    live = require_live(tool, cmd.tool_id)
-    if cmd.precondition:
-        cmd.precondition.check(live.version)
+    live = require_live(tool, cmd.tool_id, cmd.precondition)
     return ToolDeleted(tool_id=live.id, name=live.name, deleted_by=cmd.actor)

@@ -16,7 +16,7 @@ from datetime import timedelta
 
 from pydantic import BaseModel
 
-from ..domain.model import fold
+from ..application.recording import record_and_fold
 from . import domain
 from .domain import CreateTool, DeleteTool, Tool, ToolNameTaken, UpdateTool, name_key
 from .ports import NameClaim, ToolFilter, ToolPorts
@@ -27,14 +27,15 @@ CLAIM_LEASE = timedelta(seconds=60)  # a create or rename finishes well within t
 async def _record(
     ports: ToolPorts, tool: Tool | None, tenant_id: str, tool_id: str, events: Sequence[BaseModel]
 ) -> Tool:
-    envelopes = await ports.recorder.record(
+    return await record_and_fold(
+        ports.recorder,
+        domain.evolve_tool,
+        tool,
+        tenant_id=tenant_id,
         stream_id=domain.tool_stream(tenant_id, tool_id),
         expected_version=tool.version if tool else 0,
-        tenant_id=tenant_id,
         events=events,
     )
-    new_state: Tool = fold(domain.evolve_tool, tool, tenant_id, zip(envelopes, events, strict=True))
-    return new_state
 
 
 async def _is_stale(ports: ToolPorts, tenant_id: str, held: NameClaim) -> bool:

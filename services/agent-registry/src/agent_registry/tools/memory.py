@@ -2,54 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from pydantic import BaseModel
 
-from ailab_contracts import REGISTRY, EventEnvelope, new_envelope
-from ailab_runtime.errors import ApiError
+from ailab_contracts import EventEnvelope
 from ailab_runtime.pagination import decode_cursor, encode_cursor
 
+from ..adapters.memory import InMemoryEventStore
 from ..domain.model import EventMeta
 from .domain import Tool, evolve_tool
 from .ports import NameClaim, ToolFilter
 
 
-class InMemoryTools:
+class InMemoryTools(InMemoryEventStore):
     """Recorder, `tools` view and event-store probe in one."""
 
     def __init__(self) -> None:
-        self.streams: dict[str, list[EventEnvelope]] = {}
+        super().__init__()
         self._tools: dict[tuple[str, str], Tool] = {}
-        self.fail_next_record = False  # simulate a failure after the name was claimed
 
-    async def record(
-        self, *, stream_id: str, expected_version: int, tenant_id: str, events: Sequence[BaseModel]
-    ) -> Sequence[EventEnvelope]:
-        if self.fail_next_record:
-            self.fail_next_record = False
-            raise ApiError(409, "conflict", "simulated concurrent write")
-        stream = self.streams.setdefault(stream_id, [])
-        if len(stream) != expected_version:
-            raise ApiError(409, "conflict", "the resource was changed by another request; retry")
-        envelopes = [
-            new_envelope(
-                REGISTRY,
-                event,
-                stream_id=stream_id,
-                stream_version=expected_version + i,
-                tenant_id=tenant_id,
-                producer="agent-registry",
-            )
-            for i, event in enumerate(events, start=1)
-        ]
-        stream.extend(envelopes)
-        for envelope, event in zip(envelopes, events, strict=True):
-            key = (tenant_id, event.tool_id)
-            new = evolve_tool(self._tools.get(key), tenant_id, event, EventMeta.of(envelope))
-            if new is not None:
-                self._tools[key] = new
-        return envelopes
+    def _apply(self, envelope: EventEnvelope, event: BaseModel) -> None:
+        key = (envelope.tenant_id, event.tool_id)
+        new = evolve_tool(self._tools.get(key), envelope.tenant_id, event, EventMeta.of(envelope))
+        if new is not None:
+            self._tools[key] = new
 
     async def stream_version(self, stream_id: str) -> int:
         return len(self.streams.get(stream_id, []))

@@ -11,17 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from ailab_contracts.events.registry import EntityStatus
 from ailab_contracts.events.tools import HttpMethod, ToolKind
 
+from ..entrypoints.schemas import METADATA_DOC, TAGS_DOC, StrictBody, Tag
 from .domain import Tool
 from .validation import BUILTINS, MAX_TIMEOUT_MS, MIN_TIMEOUT_MS, NAME, SECRET_REF
 
-Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 Host = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=260)]
 
-_METADATA = (
-    "Free-form JSON object. Keys may not be empty, start with `$` or contain `.`; "
-    "numbers must be finite and integers fit in 64 bits."
-)
-_TAGS = "Labels to filter lists by (`?tag=`); blanks and duplicates are dropped. At most 50."
 _BUILTINS = "; ".join(f"`{name}`: {spec['description']}" for name, spec in BUILTINS.items())
 _NAME = f"Name the model calls the tool by (`{NAME.pattern}`); unique per tenant, ignoring case."
 _PARAMETERS = (
@@ -47,11 +42,7 @@ _HOSTS = (
 )
 
 
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SecretRefIn(_In):
+class SecretRefIn(StrictBody):
     secret_ref: str = Field(
         max_length=128,
         description=f"Name of a tenant secret (`{SECRET_REF.pattern}`).",
@@ -59,7 +50,7 @@ class SecretRefIn(_In):
     )
 
 
-class ToolCreate(_In):
+class ToolCreate(StrictBody):
     """A new tool: `kind: http` (method, url_template, headers) or `kind: builtin` (builtin)."""
 
     model_config = ConfigDict(
@@ -110,12 +101,12 @@ class ToolCreate(_In):
         default=10_000, ge=MIN_TIMEOUT_MS, le=MAX_TIMEOUT_MS, description="Call timeout in milliseconds."
     )
     allowed_hosts: list[Host] = Field(default_factory=list, max_length=50, description=_HOSTS)
-    tags: list[Tag] = Field(default_factory=list, max_length=50, description=_TAGS)
-    metadata: dict[str, Any] = Field(default_factory=dict, description=_METADATA)
+    tags: list[Tag] = Field(default_factory=list, max_length=50, description=TAGS_DOC)
+    metadata: dict[str, Any] = Field(default_factory=dict, description=METADATA_DOC)
     status: EntityStatus = Field(default="active", description="Lifecycle status.")
 
 
-class ToolUpdate(_In):
+class ToolUpdate(StrictBody):
     """Fields to change; omitted fields keep their value. `null` clears description, method,
     url_template and builtin (and leaves the other fields unchanged). Switching `kind` clears the
     other kind's fields. The result is validated like a new tool."""
@@ -134,8 +125,8 @@ class ToolUpdate(_In):
     allowed_hosts: list[Host] | None = Field(
         default=None, max_length=50, description=_HOSTS + " Replaces the list."
     )
-    tags: list[Tag] | None = Field(default=None, max_length=50, description=_TAGS + " Replaces the list.")
-    metadata: dict[str, Any] | None = Field(default=None, description=_METADATA + " Replaces the object.")
+    tags: list[Tag] | None = Field(default=None, max_length=50, description=TAGS_DOC + " Replaces the list.")
+    metadata: dict[str, Any] | None = Field(default=None, description=METADATA_DOC + " Replaces the object.")
     status: EntityStatus | None = None
 
 

@@ -3,8 +3,7 @@ Every query filters by `tenant_id` first."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
-from datetime import UTC, datetime
+from dataclasses import asdict
 from typing import Any
 
 from pymongo import ASCENDING
@@ -14,7 +13,8 @@ from pymongo.errors import DuplicateKeyError
 from ailab_runtime.errors import ApiError
 from ailab_runtime.pagination import keyset_page
 
-from ..domain.model import DELETED
+from ..adapters.documents import entity_from_doc, entity_to_doc, utc
+from ..adapters.mongo_lists import STATUS_AND_TAGS, ensure_list_indexes, live_entities_query
 from .domain import Tool
 from .ports import NameClaim, ToolFilter
 
@@ -25,27 +25,16 @@ VIEWS = (TOOLS,)
 Db = AsyncDatabase[dict[str, Any]]
 
 
-def _utc(value: Any) -> Any:
-    return value.astimezone(UTC) if isinstance(value, datetime) else value
-
-
 def tool_to_doc(tool: Tool) -> dict[str, Any]:
-    body = {k: v for k, v in asdict(tool).items() if k not in ("id", "version")}
-    return {"_id": tool.id, **body, "_version": tool.version}
+    return entity_to_doc(tool)
 
 
 def tool_from_doc(doc: dict[str, Any]) -> Tool:
-    values = {f.name: _utc(doc.get(f.name)) for f in fields(Tool) if f.name not in ("id", "version")}
-    return Tool(**values, id=doc["_id"], version=doc["_version"])
+    return entity_from_doc(Tool, doc)
 
 
 async def ensure_indexes(db: Db) -> None:
-    tools = db[TOOLS]
-    await tools.create_index([("tenant_id", ASCENDING), ("_id", ASCENDING)], name="tenant_id")
-    for field in ("status", "tags", "kind"):
-        await tools.create_index(
-            [("tenant_id", ASCENDING), (field, ASCENDING), ("_id", ASCENDING)], name=f"tenant_{field}"
-        )
+    await ensure_list_indexes(db[TOOLS], {**STATUS_AND_TAGS, "tenant_kind": "kind"})
     await db[TOOL_NAMES].create_index([("tenant_id", ASCENDING)], name="tenant_id")
 
 
@@ -58,9 +47,7 @@ class MongoToolViews:
         return tool_from_doc(doc) if doc else None
 
     async def tools(self, tenant_id: str, flt: ToolFilter) -> tuple[list[Tool], str | None]:
-        query: dict[str, Any] = {"tenant_id": tenant_id, "status": flt.status or {"$ne": DELETED}}
-        if flt.tag:
-            query["tags"] = flt.tag
+        query = live_entities_query(tenant_id, flt.status, flt.tag)
         if flt.kind:
             query["kind"] = flt.kind
         docs, cursor = await keyset_page(self._tools, query, flt.cursor, flt.limit)
@@ -84,7 +71,7 @@ class MongoToolNameClaims:
             except DuplicateKeyError:
                 doc = await self._col.find_one({"_id": doc_id, "tenant_id": tenant_id})
             if doc is not None:
-                return NameClaim(doc["name_key"], doc["tool_id"], doc["claim_id"], _utc(doc["claimed_at"]))
+                return NameClaim(doc["name_key"], doc["tool_id"], doc["claim_id"], utc(doc["claimed_at"]))
             # released between our insert and read: try again
         raise ApiError(409, "conflict", "the tool name is being claimed by concurrent requests; retry")
 
