@@ -299,6 +299,7 @@ async def test_a_platform_admin_closes_today_early_and_billing_gets_its_totals(m
     await meter.until(counted, what="today's usage counted")
     asked = await meter.client.post(path, json={"tenant_id": t, "day": today}, headers=admin)
     assert asked.status_code == 202 and asked.json()["status"] == "requested", asked.text
+
     async def closed_event() -> list[dict[str, Any]]:
         found = await meter.usage_events("usage.DailyUsageClosed", 1, timeout_s=5)
         return [e for e in found if e["tenant_id"] == t]

@@ -67,14 +67,7 @@ class Upstream:
             content=request.stream() if has_body else None,
             headers=self.headers(principal, dict(request.headers)),
         )
-        try:
-            reply = await self.client.send(outgoing, stream=True)
-        except httpx.TimeoutException as exc:
-            raise ApiError(504, "upstream_timeout", f"{self.name} did not answer in time") from exc
-        except httpx.TransportError as exc:
-            raise ApiError(
-                503, "upstream_unavailable", f"{self.name} is not reachable", headers={"Retry-After": "1"}
-            ) from exc
+        reply = await self._send(outgoing, stream=True)
         headers = {k: v for k, v in reply.headers.items() if k.lower() in FORWARDED_RESPONSE_HEADERS}
         return StreamingResponse(
             reply.aiter_raw(),
@@ -87,8 +80,14 @@ class Upstream:
         self, method: str, path: str, principal: Principal | None, json: Any = None
     ) -> httpx.Response:
         """One whole request to this service on the gateway's own behalf (not a forwarded one)."""
+        return await self._send(
+            self.client.build_request(method, path, json=json, headers=self.headers(principal))
+        )
+
+    async def _send(self, outgoing: httpx.Request, stream: bool = False) -> httpx.Response:
+        """Send; a service that does not answer becomes 504 / 503 in the shared error shape."""
         try:
-            return await self.client.request(method, path, json=json, headers=self.headers(principal))
+            return await self.client.send(outgoing, stream=stream)
         except httpx.TimeoutException as exc:
             raise ApiError(504, "upstream_timeout", f"{self.name} did not answer in time") from exc
         except httpx.TransportError as exc:

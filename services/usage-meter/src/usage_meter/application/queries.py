@@ -35,6 +35,24 @@ def _page(periods: list[str], cursor: str | None, limit: int) -> tuple[list[str]
     return page, (page[-1] if len(periods) > limit else None)
 
 
+async def _periods(
+    views: Any,
+    tenant_id: str,
+    kind: str,
+    first: str,
+    last: str,
+    meter: str | None,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[str], dict[str, list[dict[str, Any]]], str | None]:
+    """One page of the periods (days or months) with usage, and their aggregate documents."""
+    by_period: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for doc in await views.aggregates(tenant_id, kind, first, last, meter):
+        by_period[doc["period"]].append(doc)
+    page, next_cursor = _page(sorted(by_period), cursor, limit)
+    return page, by_period, next_cursor
+
+
 async def daily(
     views: Any,
     tenant_id: str,
@@ -46,11 +64,7 @@ async def daily(
     cursor: str | None,
     limit: int,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    docs = await views.aggregates(tenant_id, "d", first, last, meter)
-    by_day: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for doc in docs:
-        by_day[doc["period"]].append(doc)
-    days, next_cursor = _page(sorted(by_day), cursor, limit)
+    days, by_day, next_cursor = await _periods(views, tenant_id, "d", first, last, meter, cursor, limit)
     status = await views.day_status(tenant_id, days)
     items = []
     for day in days:
@@ -81,11 +95,7 @@ async def monthly(
     cursor: str | None,
     limit: int,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    docs = await views.aggregates(tenant_id, "m", first, last, meter)
-    by_month: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for doc in docs:
-        by_month[doc["period"]].append(doc)
-    months, next_cursor = _page(sorted(by_month), cursor, limit)
+    months, by_month, next_cursor = await _periods(views, tenant_id, "m", first, last, meter, cursor, limit)
     items = [
         {
             "tenant_id": tenant_id,
