@@ -52,7 +52,7 @@ def _wire(runtime: Runtime) -> None:
     )
     runtime.extras["usage"] = UsageMeterServices(
         rules=settings.acceptance_rules(),
-        publisher=KafkaUsagePublisher(runtime),
+        publisher=KafkaUsagePublisher(runtime, settings.bulk_publish_timeout_s),
         publisher_errors=KafkaUnavailable,
         views=views,
         ingestor=ingestor,

@@ -33,6 +33,12 @@ class Settings(ServiceSettings):
         description="Run the usage batch consumer (ledger + aggregates) in this process. Set false on "
         "API-only replicas so bulk ingestion and aggregation scale (and use CPU) separately.",
     )
+    bulk_publish_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long the bulk API waits for Kafka's acknowledgement before answering 503 "
+        "`kafka_unavailable` (keep it below the gateway's UPSTREAM_TIMEOUT_S).",
+    )
     consumer_session_timeout_ms: int = Field(
         default=10_000, description="Kafka group session timeout: how soon a dead consumer's partitions move."
     )

@@ -44,10 +44,19 @@ class KafkaUnavailable(Exception):
 class KafkaUsagePublisher:
     """Produces bulk-ingested envelopes on the shared acks=all idempotent producer."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, timeout_s: float = 10.0) -> None:
         self._runtime = runtime
+        # Below the gateway's upstream timeout: the client hears 503 "retry with the same ids" (the
+        # ids make a retry safe even if some events did reach Kafka) instead of a gateway 504.
+        self._timeout_s = timeout_s
 
     async def publish_all(self, messages: Sequence[tuple[bytes, bytes]]) -> None:
+        try:
+            await asyncio.wait_for(self._publish(messages), self._timeout_s)
+        except TimeoutError as exc:
+            raise KafkaUnavailable(f"Kafka did not acknowledge within {self._timeout_s} s") from exc
+
+    async def _publish(self, messages: Sequence[tuple[bytes, bytes]]) -> None:
         producer = self._runtime.producer
         if producer is None:
             raise KafkaUnavailable("not connected to Kafka yet")
