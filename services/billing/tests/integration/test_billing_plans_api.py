@@ -13,8 +13,9 @@ from ailab_contracts.events.registry import ProjectCreated, ProjectDeleted
 from ailab_contracts.events.tenancy import UserJoined, UserRemoved
 from ailab_contracts.events.usage import UsageRecorded
 from ailab_contracts.topics import REGISTRY, TENANCY, USAGE
+from tests.support.stripe_events import stripe_event
 
-from .conftest import PLATFORM, Billing, stripe_event
+from .conftest import PLATFORM, Billing
 
 pytestmark = [
     pytest.mark.integration,
