@@ -24,6 +24,19 @@ pytestmark = [
 ]
 
 
+def storage_change(tenant: str, megabytes: str, request_id: str, timestamp: str) -> UsageRecorded:
+    """A dataset's storage growing (or shrinking, negative) by `megabytes`, as the registry meters it."""
+    return UsageRecorded(
+        tenant_id=tenant,
+        user_id="usr_0",
+        meter="storage_mb",
+        quantity=megabytes,  # type: ignore[arg-type]
+        provider="internal",
+        request_id=request_id,
+        timestamp=timestamp,  # type: ignore[arg-type]
+    )
+
+
 async def test_a_paid_tenant_gets_a_stripe_customer_and_subscription(billing: Billing) -> None:
     tenant = billing.tenant()
     plan = await billing.create_tenant(tenant, "pro")
@@ -84,15 +97,7 @@ async def test_a_downgrade_over_the_new_limits_is_refused_with_the_reasons(billi
         USAGE,
         tenant,
         f"dataset:{tenant}:dst_1",
-        UsageRecorded(
-            tenant_id=tenant,
-            user_id="usr_0",
-            meter="storage_mb",
-            quantity="2048",  # type: ignore[arg-type]
-            provider="internal",
-            request_id="req_1",
-            timestamp="2026-11-27T10:00:00Z",  # type: ignore[arg-type]
-        ),
+        storage_change(tenant, "2048", "req_1", "2026-11-27T10:00:00Z"),
     )
     plan_path = f"/v1/tenants/{tenant}/billing/plan"
     await billing.eventually(
@@ -122,15 +127,7 @@ async def test_a_downgrade_over_the_new_limits_is_refused_with_the_reasons(billi
         USAGE,
         tenant,
         f"dataset:{tenant}:dst_1",
-        UsageRecorded(
-            tenant_id=tenant,
-            user_id="usr_0",
-            meter="storage_mb",
-            quantity="-1500",  # type: ignore[arg-type]
-            provider="internal",
-            request_id="req_2",
-            timestamp="2026-11-27T11:00:00Z",  # type: ignore[arg-type]
-        ),
+        storage_change(tenant, "-1500", "req_2", "2026-11-27T11:00:00Z"),
     )
     await billing.eventually(
         lambda: billing.get_json(plan_path),
