@@ -79,6 +79,15 @@ async def eventually(
         await asyncio.sleep(interval_s)
 
 
+async def wait_until_ready(client: httpx.AsyncClient, name: str, timeout_s: float = 60.0) -> None:
+    """Wait until the app's `/readyz` answers 200 (its consumers and relay are running): tests that read
+    the service's topics or feed its consumers must not start earlier."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while (await client.get("/readyz")).status_code != 200:
+        assert asyncio.get_running_loop().time() < deadline, f"{name} never became ready"
+        await asyncio.sleep(0.2)
+
+
 @asynccontextmanager
 async def running_app(
     spec: ServiceSpec,
@@ -97,10 +106,7 @@ async def running_app(
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=base_url, headers=headers) as client:
             if wait_ready:
-                deadline = asyncio.get_running_loop().time() + 60
-                while (await client.get("/readyz")).status_code != 200:
-                    assert asyncio.get_running_loop().time() < deadline, f"{spec.name} never became ready"
-                    await asyncio.sleep(0.2)
+                await wait_until_ready(client, spec.name)
             yield app, client
     cleanup: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_uri)
     await cleanup.drop_database(settings.database_name)
