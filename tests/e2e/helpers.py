@@ -9,14 +9,21 @@ from typing import Any
 
 import httpx
 
-FLOW = {
-    "nodes": [
-        {"id": "in", "type": "input", "config": {}},
-        {"id": "draft", "type": "llm", "config": {"model": "local-echo", "prompt": "Answer: {{input}}"}},
-        {"id": "out", "type": "output", "config": {}},
-    ],
-    "edges": [{"source": "in", "target": "draft"}, {"source": "draft", "target": "out"}],
-}
+
+def llm_flow(llm: dict[str, Any], output: dict[str, Any]) -> dict[str, Any]:
+    """The smallest agent flow that makes a run call a provider: input `in` → llm node `draft` (its
+    config `llm`) → output `out` (its config `output`). e2e tests differ only in those two configs."""
+    return {
+        "nodes": [
+            {"id": "in", "type": "input", "config": {}},
+            {"id": "draft", "type": "llm", "config": llm},
+            {"id": "out", "type": "output", "config": output},
+        ],
+        "edges": [{"source": "in", "target": "draft"}, {"source": "draft", "target": "out"}],
+    }
+
+
+FLOW = llm_flow({"model": "local-echo", "prompt": "Answer: {{input}}"}, output={})
 
 
 def client(base_url: str, token: str | None = None) -> httpx.Client:
@@ -79,3 +86,27 @@ def eventually(
         time.sleep(interval_s)
     seen = describe() if describe else last
     raise AssertionError(f"condition not met within {timeout_s}s (last: {seen!r})")
+
+
+def all_items(http: httpx.Client, path: str, page_size: int = 50) -> list[dict[str, Any]]:
+    """Every item of a cursor-paginated list route, following `next_cursor` to the last page."""
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page = http.get(path, params={"limit": page_size, "cursor": cursor}).json()
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if not cursor:
+            return items
+
+
+def finished_experiment(
+    http: httpx.Client, tenant_id: str, experiment_id: str, timeout_s: float
+) -> dict[str, Any]:
+    """The experiment's status once its run is over (`completed` or `failed`), waiting up to `timeout_s`:
+    examples are executed and scored asynchronously by the run-executor."""
+    path = f"/v1/tenants/{tenant_id}/experiments/{experiment_id}/status"
+    status: dict[str, Any] = eventually(
+        lambda: (s := http.get(path).json())["status"] in ("completed", "failed") and s, timeout_s=timeout_s
+    )
+    return status

@@ -4,41 +4,21 @@ ones are refused."""
 
 from __future__ import annotations
 
-import json
-import time
-import uuid
 from typing import Any
 
 import httpx
 import pytest
-import stripe
 
 from tests.e2e.conftest import E2E_WEBHOOK_SECRET, System
 from tests.e2e.helpers import client, eventually, new_tenant_with_admin
+from tests.support.stripe_events import signed_delivery, stripe_event
 
 pytestmark = pytest.mark.e2e
 
 
-def stripe_event(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": f"evt_{uuid.uuid4().hex[:16]}",
-        "object": "event",
-        "api_version": stripe.api_version,
-        "created": int(time.time()),
-        "type": kind,
-        "livemode": False,
-        "data": {"object": obj},
-    }
-
-
 def post_webhook(system: System, event: dict[str, Any], secret: str = E2E_WEBHOOK_SECRET) -> httpx.Response:
-    payload = json.dumps(event)
-    header = stripe.WebhookSignature.generate_signature_header(payload, secret)  # type: ignore[attr-defined]
-    return httpx.post(
-        f"{system.url}/webhooks/stripe",
-        content=payload.encode(),
-        headers={"Stripe-Signature": header, "Content-Type": "application/json"},
-    )
+    body, headers = signed_delivery(event, secret)
+    return httpx.post(f"{system.url}/webhooks/stripe", content=body, headers=headers)
 
 
 def test_plan_change_and_payment_webhooks_reach_the_tenant(system: System) -> None:

@@ -2,12 +2,37 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.e2e.conftest import System
-from tests.e2e.helpers import FLOW, client, eventually, invite_and_join, new_tenant_with_admin
+from tests.e2e.helpers import (
+    FLOW,
+    client,
+    eventually,
+    finished_experiment,
+    invite_and_join,
+    new_tenant_with_admin,
+)
 
 pytestmark = pytest.mark.e2e
+
+
+def support_prompt_version(system: str, temperature: float, changelog: str) -> dict[str, Any]:
+    """A version of the support-answer prompt: its system message, temperature and changelog vary."""
+    return {
+        "messages": [
+            {"role": "system", "content": system},
+            {"role": "user", "content": "Ticket: {{ ticket }}"},
+        ],
+        "variables": [
+            {"name": "tone", "type": "string", "required": False, "default": "kind"},
+            {"name": "ticket", "type": "string"},
+        ],
+        "model_params": {"model": "gpt-4o-mini", "temperature": temperature},
+        "changelog": changelog,
+    }
 
 
 def test_prompt_version_render_labels_and_diff(system: System) -> None:
@@ -24,34 +49,12 @@ def test_prompt_version_render_labels_and_diff(system: System) -> None:
     prompt_id = prompt.json()["id"]
     v1 = dev.post(
         f"{base}/{prompt_id}/versions",
-        json={
-            "messages": [
-                {"role": "system", "content": "Be {{ tone }}."},
-                {"role": "user", "content": "Ticket: {{ ticket }}"},
-            ],
-            "variables": [
-                {"name": "tone", "type": "string", "required": False, "default": "kind"},
-                {"name": "ticket", "type": "string"},
-            ],
-            "model_params": {"model": "gpt-4o-mini", "temperature": 0.2},
-            "changelog": "first",
-        },
+        json=support_prompt_version("Be {{ tone }}.", temperature=0.2, changelog="first"),
     )
     assert v1.status_code == 201, v1.text
     v2 = dev.post(
         f"{base}/{prompt_id}/versions",
-        json={
-            "messages": [
-                {"role": "system", "content": "Be {{ tone }} and brief."},
-                {"role": "user", "content": "Ticket: {{ ticket }}"},
-            ],
-            "variables": [
-                {"name": "tone", "type": "string", "required": False, "default": "kind"},
-                {"name": "ticket", "type": "string"},
-            ],
-            "model_params": {"model": "gpt-4o-mini", "temperature": 0.0},
-            "changelog": "brief",
-        },
+        json=support_prompt_version("Be {{ tone }} and brief.", temperature=0.0, changelog="brief"),
     )
     assert v2.json()["version"] == 2
 
@@ -184,14 +187,7 @@ def test_experiment_definition_start_and_pending_status(system: System) -> None:
     # the run-executor picks the start up at once, so the run may already have moved past `pending`
     assert status["status"] in ("pending", "running", "completed"), status
     assert (status["run_number"], status["examples_total"]) == (1, 5)
-    done = eventually(
-        lambda: (
-            (s := demo.get(f"/v1/tenants/demo/experiments/{experiment_id}/status").json())["status"]
-            in ("completed", "failed")
-            and s
-        ),
-        timeout_s=120,
-    )
+    done = finished_experiment(demo, "demo", experiment_id, timeout_s=120)
     assert done["status"] == "completed" and done["examples_scored"] == 5, done
     results = demo.get(f"/v1/tenants/demo/experiments/{experiment_id}/results").json()
     assert sorted(r["example_index"] for r in results["items"]) == [0, 1, 2, 3, 4]

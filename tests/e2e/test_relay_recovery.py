@@ -14,7 +14,7 @@ import pytest
 
 from scripts.system import restart_service, stop_service
 from tests.e2e.conftest import System
-from tests.e2e.helpers import client, eventually, new_tenant_with_admin
+from tests.e2e.helpers import all_items, client, eventually, new_tenant_with_admin
 from tests.support.kafka import read_topic
 
 pytestmark = pytest.mark.e2e
@@ -55,16 +55,7 @@ def test_sigkill_registry_mid_stream(system: System) -> None:
     def listed() -> list[str]:
         """The registry's read model. A commit written just before the SIGKILL but not yet projected
         appears here once the restarted projector's catch-up reaches it, so this is re-read."""
-        ids: list[str] = []
-        cursor = None
-        while True:
-            page = owner.get(
-                f"/v1/tenants/{tenant_id}/projects", params={"limit": 50, "cursor": cursor}
-            ).json()
-            ids += [p["id"] for p in page["items"]]
-            cursor = page["next_cursor"]
-            if not cursor:
-                return ids
+        return [p["id"] for p in all_items(owner, f"/v1/tenants/{tenant_id}/projects")]
 
     def delivered() -> set[str]:
         records = asyncio.run(

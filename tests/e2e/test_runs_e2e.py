@@ -10,40 +10,21 @@ from decimal import Decimal
 import pytest
 
 from tests.e2e.conftest import System
-from tests.e2e.helpers import client, eventually, new_tenant_with_admin
+from tests.e2e.helpers import (
+    all_items,
+    client,
+    eventually,
+    finished_experiment,
+    llm_flow,
+    new_tenant_with_admin,
+)
 from tests.support.kafka import read_topic
 
 pytestmark = pytest.mark.e2e
 
-FLOW = {
-    "nodes": [
-        {"id": "in", "type": "input"},
-        {
-            "id": "draft",
-            "type": "llm",
-            "config": {"provider": "local", "model": "local-echo", "prompt": "Say {{ inputs.message }}"},
-        },
-        {"id": "out", "type": "output", "config": {"value": {"answer": "{{ draft.text }}"}}},
-    ],
-    "edges": [{"source": "in", "target": "draft"}, {"source": "draft", "target": "out"}],
-}
-SLOW_FLOW = {
-    "nodes": [
-        {"id": "in", "type": "input"},
-        {
-            "id": "draft",
-            "type": "llm",
-            "config": {
-                "provider": "local",
-                "model": "local-echo",
-                "prompt": "Say {{ inputs.message }}",
-                "metadata": {"local_latency_s": 30},
-            },
-        },
-        {"id": "out", "type": "output", "config": {"value": "{{ draft.text }}"}},
-    ],
-    "edges": [{"source": "in", "target": "draft"}, {"source": "draft", "target": "out"}],
-}
+SAY = {"provider": "local", "model": "local-echo", "prompt": "Say {{ inputs.message }}"}
+FLOW = llm_flow(SAY, output={"value": {"answer": "{{ draft.text }}"}})
+SLOW_FLOW = llm_flow({**SAY, "metadata": {"local_latency_s": 30}}, output={"value": "{{ draft.text }}"})
 
 
 def usage_of(system: System, run_id: str) -> list[dict]:
@@ -163,26 +144,10 @@ def test_experiment_over_100_examples_reports_results(system: System) -> None:
     assert experiment.status_code == 201, experiment.text
     experiment_id = experiment.json()["id"]
     assert owner.post(f"{base}/experiments/{experiment_id}/start").status_code == 202
-    status = eventually(
-        lambda: (
-            (s := owner.get(f"{base}/experiments/{experiment_id}/status").json())["status"]
-            in ("completed", "failed")
-            and s
-        ),
-        timeout_s=180,
-    )
+    status = finished_experiment(owner, tenant_id, experiment_id, timeout_s=180)
     assert status["status"] == "completed", status
     assert status["examples_scored"] == 100, status
-    results: list[dict] = []
-    cursor = None
-    while True:
-        page = owner.get(
-            f"{base}/experiments/{experiment_id}/results", params={"limit": 50, "cursor": cursor}
-        ).json()
-        results += page["items"]
-        cursor = page.get("next_cursor")
-        if not cursor:
-            break
+    results = all_items(owner, f"{base}/experiments/{experiment_id}/results")
     assert sorted(r["example_index"] for r in results) == list(range(100))
     summary = status["summary"]
     assert summary["examples_total"] == 100 and summary["examples_failed"] == 0

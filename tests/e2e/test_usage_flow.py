@@ -12,22 +12,14 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import System
-from tests.e2e.helpers import client, eventually, new_tenant_with_admin
+from tests.e2e.helpers import client, eventually, llm_flow, new_tenant_with_admin
 
 pytestmark = pytest.mark.e2e
 
-FLOW = {
-    "nodes": [
-        {"id": "in", "type": "input"},
-        {
-            "id": "draft",
-            "type": "llm",
-            "config": {"provider": "openai", "model": "gpt-4o-mini", "prompt": "Say {{ inputs.message }}"},
-        },
-        {"id": "out", "type": "output", "config": {"path": "draft.text"}},
-    ],
-    "edges": [{"source": "in", "target": "draft"}, {"source": "draft", "target": "out"}],
-}
+FLOW = llm_flow(
+    {"provider": "openai", "model": "gpt-4o-mini", "prompt": "Say {{ inputs.message }}"},
+    output={"path": "draft.text"},
+)
 
 
 def today() -> str:

@@ -55,3 +55,12 @@ def event_ids(records: list[ConsumerRecord[bytes, bytes]]) -> list[str]:
         body: dict[str, Any] = json.loads(r.value or b"{}")
         out.append(body["event_id"])
     return out
+
+
+async def read_events(
+    bootstrap: str, topic: str, until: int, timeout_s: float = 60.0
+) -> list[dict[str, Any]]:
+    """The decoded envelopes (JSON bodies) of every record of `topic`, read as `read_topic` does: tests
+    assert on event types and payloads, not on raw records."""
+    records = await read_topic(bootstrap, topic, until, timeout_s)
+    return [json.loads(r.value or b"{}") for r in records]

@@ -19,6 +19,7 @@ from ailab_contracts.events.tenancy import TenantCreated, TenantLimits, TenantUp
 from ailab_contracts.topics import TENANCY, USAGE
 from ailab_runtime.kafka import encode
 from tests.support.kafka import read_topic
+from tests.support.service_app import wait_until_ready
 
 from .conftest import Registry
 
@@ -27,13 +28,6 @@ pytestmark = pytest.mark.integration
 LIMITS = TenantLimits(
     max_users=3, max_projects=3, max_requests_per_month=1000, max_tokens_per_month=100_000, max_storage_gb=1
 )
-
-
-async def ready(registry: Registry) -> None:
-    deadline = asyncio.get_running_loop().time() + 60
-    while (await registry.client.get("/readyz")).status_code != 200:
-        assert asyncio.get_running_loop().time() < deadline, "registry never became ready"
-        await asyncio.sleep(0.2)
 
 
 async def publish_tenancy(registry: Registry, tenant: str, version: int, event: BaseModel) -> None:
@@ -92,7 +86,7 @@ async def body_of(data: bytes, chunk: int = 65536) -> Any:
 
 
 async def test_uploads_past_the_free_plan_limit_get_413(registry: Registry) -> None:
-    await ready(registry)
+    await wait_until_ready(registry.client, "registry")
     tenant = registry.tenant()
     await publish_tenancy(
         registry,
@@ -168,7 +162,7 @@ async def test_a_tenant_whose_plan_is_unknown_gets_the_free_limit(registry: Regi
 
 
 async def test_storage_usage_is_published_on_the_usage_topic(registry: Registry) -> None:
-    await ready(registry)
+    await wait_until_ready(registry.client, "registry")
     tenant = registry.tenant()
     dataset = await registry.create(f"/v1/tenants/{tenant}/datasets", {"name": "metered"})
     base = f"/v1/tenants/{tenant}/datasets/{dataset['id']}"

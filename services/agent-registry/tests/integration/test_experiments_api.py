@@ -12,6 +12,7 @@ import pytest
 
 from ailab_contracts.topics import REGISTRY as REGISTRY_TOPIC
 from tests.support.kafka import read_topic
+from tests.support.service_app import wait_until_ready
 
 from .conftest import Registry
 
@@ -329,15 +330,8 @@ async def test_tenants_are_isolated(registry: Registry) -> None:
     assert response.status_code == 422 and response.json()["error"]["details"]["field"] == "target"
 
 
-async def wait_ready(registry: Registry) -> None:
-    deadline = asyncio.get_running_loop().time() + 60
-    while (await registry.client.get("/readyz")).status_code != 200:
-        assert asyncio.get_running_loop().time() < deadline, "registry never became ready"
-        await asyncio.sleep(0.2)
-
-
 async def test_start_records_the_run_and_publishes_it(registry: Registry) -> None:
-    await wait_ready(registry)
+    await wait_until_ready(registry.client, "registry")
     tenant = registry.tenant()
     refs = await seed(registry, tenant, rows=5)
     base = f"/v1/tenants/{tenant}/experiments"

@@ -5,8 +5,6 @@ run with its own status; tenant isolation; rebuilt registry-side views equal the
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,6 +21,7 @@ from ailab_contracts.events.runs import (
 )
 from ailab_contracts.topics import RUNS as RUNS_TOPIC
 from ailab_runtime.kafka import encode
+from tests.support.service_app import eventually, wait_until_ready
 
 from .conftest import Registry
 
@@ -33,26 +32,6 @@ EVALUATORS = [
     {"name": "label", "type": "regex", "config": {"pattern": "^(billing|tech)$"}},
 ]
 T0 = datetime(2026, 11, 27, 12, 0, 0, 250_000, tzinfo=UTC)
-
-
-async def wait_ready(registry: Registry) -> None:
-    deadline = asyncio.get_running_loop().time() + 60
-    while (await registry.client.get("/readyz")).status_code != 200:
-        assert asyncio.get_running_loop().time() < deadline, "registry never became ready"
-        await asyncio.sleep(0.2)
-
-
-async def eventually(
-    read: Callable[[], Awaitable[dict[str, Any]]], ok: Callable[[dict[str, Any]], bool], timeout_s: float = 60
-) -> dict[str, Any]:
-    """Poll `read` until `ok` holds (bounded), returning the last value."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        value = await read()
-        if ok(value):
-            return value
-        assert asyncio.get_running_loop().time() < deadline, f"condition never held; last value: {value}"
-        await asyncio.sleep(0.2)
 
 
 async def publish(registry: Registry, envelopes: list[EventEnvelope]) -> None:
@@ -176,7 +155,7 @@ SUMMARY = {
 
 
 async def test_a_run_goes_pending_running_completed_with_each_result_once(registry: Registry) -> None:
-    await wait_ready(registry)
+    await wait_until_ready(registry.client, "registry")
     tenant = registry.tenant()
     body = await seed(registry, tenant, rows=5)
     base = f"/v1/tenants/{tenant}/experiments"
@@ -201,12 +180,14 @@ async def test_a_run_goes_pending_running_completed_with_each_result_once(regist
 
     # out of order: a result before the executor's start report -> already running
     await publish(registry, [scored[4]])
-    early = await eventually(status, lambda s: s["examples_scored"] == 1)
+    early = await eventually(status, lambda s: s["examples_scored"] == 1, interval_s=0.2)
     assert (early["status"], early["started_at"], early["examples_total"]) == ("running", None, 5)
 
     resent = run1.scored(2, "a different output", passed=False)  # a re-send under a new event id
     await publish(registry, [first_start, scored[0], scored[1], scored[1], scored[2], resent, scored[3]])
-    running = await eventually(status, lambda s: s["examples_scored"] + s["examples_failed"] == 5)
+    running = await eventually(
+        status, lambda s: s["examples_scored"] + s["examples_failed"] == 5, interval_s=0.2
+    )
     assert (running["status"], running["examples_scored"], running["examples_failed"]) == ("running", 4, 1)
     assert running["started_at"] == "2026-11-27T12:00:00.250000Z" and running["summary"] is None
 
@@ -222,7 +203,7 @@ async def test_a_run_goes_pending_running_completed_with_each_result_once(regist
         response: dict[str, Any] = (await registry.client.get(f"{sentinel_path}/status")).json()
         return response
 
-    await eventually(sentinel_status, lambda s: s["status"] == "running")
+    await eventually(sentinel_status, lambda s: s["status"] == "running", interval_s=0.2)
     done = await status()
     assert done == {
         "experiment_id": experiment["id"],
@@ -308,7 +289,7 @@ async def test_a_run_goes_pending_running_completed_with_each_result_once(regist
 
 
 async def test_results_are_isolated_by_tenant(registry: Registry) -> None:
-    await wait_ready(registry)
+    await wait_until_ready(registry.client, "registry")
     a, b = registry.tenant(), registry.tenant()
     body = await seed(registry, a, rows=2)
     experiment = await registry.create(f"/v1/tenants/{a}/experiments", body)
@@ -331,7 +312,9 @@ async def test_results_are_isolated_by_tenant(registry: Registry) -> None:
         response: dict[str, Any] = (await registry.client.get(f"{path}/status")).json()
         return response
 
-    seen = await eventually(status, lambda s: s["status"] == "running" and s["examples_scored"] == 1)
+    seen = await eventually(
+        status, lambda s: s["status"] == "running" and s["examples_scored"] == 1, interval_s=0.2
+    )
     assert seen["examples_total"] == 2
     results = (await registry.client.get(f"{path}/results")).json()
     assert [(r["example_index"], r["output"]) for r in results["items"]] == [(0, "ok")]
@@ -350,7 +333,7 @@ async def snapshot(registry: Registry) -> dict[str, list[dict[str, Any]]]:
 
 
 async def test_rebuilt_registry_views_equal_the_inline_ones(registry: Registry) -> None:
-    await wait_ready(registry)
+    await wait_until_ready(registry.client, "registry")
     tenant = registry.tenant()
     body = await seed(registry, tenant, rows=3)
     base = f"/v1/tenants/{tenant}/experiments"

@@ -13,6 +13,7 @@ from agent_registry.prompts.domain import prompt_stream
 from agent_registry.prompts.store import VIEWS as PROMPT_VIEWS
 from ailab_contracts.topics import REGISTRY as REGISTRY_TOPIC
 from tests.support.kafka import read_topic
+from tests.support.service_app import wait_until_ready
 
 from .conftest import Registry
 
@@ -564,10 +565,8 @@ async def test_rebuilt_prompt_views_equal_the_live_ones(registry: Registry) -> N
 
 
 async def test_prompt_and_tool_events_reach_the_registry_topic_in_order(registry: Registry) -> None:
+    await wait_until_ready(registry.client, "registry")
     deadline = asyncio.get_running_loop().time() + 60
-    while (await registry.client.get("/readyz")).status_code != 200:
-        assert asyncio.get_running_loop().time() < deadline, "registry never became ready"
-        await asyncio.sleep(0.2)
     tenant = registry.tenant()
     prompt = await new_prompt(registry, tenant)
     await new_version(registry, tenant, prompt["id"])

@@ -10,6 +10,7 @@ import pytest
 
 from ailab_contracts.topics import REGISTRY as REGISTRY_TOPIC
 from tests.support.kafka import read_topic
+from tests.support.service_app import wait_until_ready
 
 from .conftest import Registry
 
@@ -17,10 +18,8 @@ pytestmark = pytest.mark.integration
 
 
 async def test_registry_events_are_published_in_stream_order(registry: Registry) -> None:
+    await wait_until_ready(registry.client, "registry")
     deadline = asyncio.get_running_loop().time() + 60
-    while (await registry.client.get("/readyz")).status_code != 200:
-        assert asyncio.get_running_loop().time() < deadline, "registry never became ready"
-        await asyncio.sleep(0.2)
     tenant = registry.tenant()
     agent = await registry.agent(tenant)
     await registry.version(tenant, agent["id"])

@@ -13,14 +13,28 @@ from ailab_contracts.events.registry import ProjectCreated, ProjectDeleted
 from ailab_contracts.events.tenancy import UserJoined, UserRemoved
 from ailab_contracts.events.usage import UsageRecorded
 from ailab_contracts.topics import REGISTRY, TENANCY, USAGE
+from tests.support.stripe_events import stripe_event
 
-from .conftest import PLATFORM, Billing, stripe_event
+from .conftest import PLATFORM, Billing
 
 pytestmark = [
     pytest.mark.integration,
     # stripe's HTTPX client posts form bodies with `data=` bytes, which httpx 0.28 deprecates.
     pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning"),
 ]
+
+
+def storage_change(tenant: str, megabytes: str, request_id: str, timestamp: str) -> UsageRecorded:
+    """A dataset's storage growing (or shrinking, negative) by `megabytes`, as the registry meters it."""
+    return UsageRecorded(
+        tenant_id=tenant,
+        user_id="usr_0",
+        meter="storage_mb",
+        quantity=megabytes,  # type: ignore[arg-type]
+        provider="internal",
+        request_id=request_id,
+        timestamp=timestamp,  # type: ignore[arg-type]
+    )
 
 
 async def test_a_paid_tenant_gets_a_stripe_customer_and_subscription(billing: Billing) -> None:
@@ -83,15 +97,7 @@ async def test_a_downgrade_over_the_new_limits_is_refused_with_the_reasons(billi
         USAGE,
         tenant,
         f"dataset:{tenant}:dst_1",
-        UsageRecorded(
-            tenant_id=tenant,
-            user_id="usr_0",
-            meter="storage_mb",
-            quantity="2048",  # type: ignore[arg-type]
-            provider="internal",
-            request_id="req_1",
-            timestamp="2026-11-27T10:00:00Z",  # type: ignore[arg-type]
-        ),
+        storage_change(tenant, "2048", "req_1", "2026-11-27T10:00:00Z"),
     )
     plan_path = f"/v1/tenants/{tenant}/billing/plan"
     await billing.eventually(
@@ -121,15 +127,7 @@ async def test_a_downgrade_over_the_new_limits_is_refused_with_the_reasons(billi
         USAGE,
         tenant,
         f"dataset:{tenant}:dst_1",
-        UsageRecorded(
-            tenant_id=tenant,
-            user_id="usr_0",
-            meter="storage_mb",
-            quantity="-1500",  # type: ignore[arg-type]
-            provider="internal",
-            request_id="req_2",
-            timestamp="2026-11-27T11:00:00Z",  # type: ignore[arg-type]
-        ),
+        storage_change(tenant, "-1500", "req_2", "2026-11-27T11:00:00Z"),
     )
     await billing.eventually(
         lambda: billing.get_json(plan_path),

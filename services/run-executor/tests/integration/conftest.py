@@ -9,34 +9,27 @@ publish the registry and tenancy events it needs to the module's prefixed topics
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from aiokafka import AIOKafkaProducer
-from fastapi import FastAPI
 from pydantic import BaseModel
-from pymongo import AsyncMongoClient
 
-from ailab_contracts import REGISTRY, new_envelope
 from ailab_contracts.events.registry import AgentCreated, AgentVersionPublished, FlowGraph
 from ailab_contracts.events.tenancy import TenantCreated, TenantLimits
 from ailab_contracts.events.tools import ToolCreated
 from ailab_contracts.topics import REGISTRY as REGISTRY_TOPIC
 from ailab_contracts.topics import TENANCY
-from ailab_runtime.kafka import encode
-from ailab_runtime.service import Runtime, create_app
 from run_executor.adapters.registry_views import AGENT_VERSIONS, AGENTS, TENANT_PLANS, TOOLS, version_key
 from run_executor.bootstrap import SPEC
 from run_executor.config import Settings
 from tests.support.infra import Infra
-from tests.support.kafka import read_topic
+from tests.support.kafka import read_events
+from tests.support.service_app import ServiceApp, eventually, infra_settings, running_app, wait_for_mongo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # makes tests/fakes importable
 from fakes import provider_openai as fo  # noqa: E402
@@ -53,60 +46,28 @@ LIMITS = TenantLimits(
 
 
 @dataclass
-class Executor:
+class Executor(ServiceApp[Settings]):
     """A running run-executor app, a client that calls it as the gateway does, and the fake OpenAI."""
 
-    app: FastAPI
-    settings: Settings
-    client: httpx.AsyncClient
     openai: FakeServer
-    _versions: dict[str, int] = field(default_factory=dict)
 
-    @property
-    def runtime(self) -> Runtime:
-        runtime: Runtime = self.app.state.runtime
-        return runtime
-
-    @staticmethod
-    def tenant() -> str:
-        return f"ten_{uuid.uuid4().hex[:10]}"
-
-    async def publish(self, topic: str, tenant: str, stream_id: str, *events: BaseModel) -> None:
-        """Publish events as their producer would: one stream, consecutive versions, key = tenant."""
-        producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap_servers, acks="all")
-        await producer.start()
-        try:
-            for event in events:
-                version = self._versions.get(stream_id, 0) + 1
-                self._versions[stream_id] = version
-                envelope = new_envelope(
-                    REGISTRY,
-                    event,
-                    stream_id=stream_id,
-                    stream_version=version,
-                    tenant_id=tenant,
-                    producer="agent-registry" if topic == REGISTRY_TOPIC else "gateway",
-                )
-                await producer.send_and_wait(
-                    self.settings.topic(topic),
-                    value=encode(envelope.to_wire()),
-                    key=tenant.encode(),
-                    headers=[("event_type", envelope.event_type.encode())],
-                )
-        finally:
-            await producer.stop()
+    async def publish(
+        self, topic: str, tenant: str, stream_id: str, *events: BaseModel, producer: str = ""
+    ) -> list[str]:
+        """Publish as the agent-registry (registry topic) or the gateway (tenancy topic) would."""
+        producer = producer or ("agent-registry" if topic == REGISTRY_TOPIC else "gateway")
+        return await super().publish(topic, tenant, stream_id, *events, producer=producer)
 
     async def _wait_doc(
         self, collection: str, doc_id: str, check: Any = None, timeout_s: float = 60
     ) -> dict[str, Any]:
-        col = self.runtime.db[collection]
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while True:
-            doc = await col.find_one({"_id": doc_id})
-            if doc is not None and (check is None or check(doc)):
-                return doc
-            assert asyncio.get_running_loop().time() < deadline, f"{collection}/{doc_id} never arrived: {doc}"
-            await asyncio.sleep(0.1)
+        doc: dict[str, Any] = await eventually(
+            lambda: self.runtime.db[collection].find_one({"_id": doc_id}),
+            lambda d: d is not None and (check is None or check(d)),
+            timeout_s=timeout_s,
+            what=f"{collection}/{doc_id} arrived",
+        )
+        return doc
 
     async def agent(
         self,
@@ -163,22 +124,27 @@ class Executor:
     async def wait(
         self, tenant: str, run_id: str, statuses: tuple[str, ...] = TERMINAL, timeout_s: float = 60
     ) -> dict[str, Any]:
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while True:
+
+        async def get_run() -> dict[str, Any]:
             response = await self.client.get(f"/v1/tenants/{tenant}/runs/{run_id}")
             assert response.status_code == 200, response.text
             run: dict[str, Any] = response.json()
-            if run["status"] in statuses:
-                return run
-            assert asyncio.get_running_loop().time() < deadline, f"run stayed {run['status']}: {run}"
-            await asyncio.sleep(0.05)
+            return run
+
+        return await eventually(
+            get_run,
+            lambda run: run["status"] in statuses,
+            timeout_s=timeout_s,
+            interval_s=0.05,
+            what=f"run {run_id} reached {statuses}",
+        )
 
     async def usage_events(self, run_id: str, count: int, timeout_s: float = 60) -> list[dict[str, Any]]:
         """`usage.UsageRecorded` events of the run from the prefixed `ailab.usage.events` topic."""
         deadline = asyncio.get_running_loop().time() + timeout_s
         found: list[dict[str, Any]] = []
         while asyncio.get_running_loop().time() < deadline:
-            records = await read_topic(
+            bodies = await read_events(
                 self.settings.kafka_bootstrap_servers,
                 self.settings.topic("ailab.usage.events"),
                 until=10**9,
@@ -186,7 +152,7 @@ class Executor:
             )
             found = [
                 body
-                for body in (json.loads(r.value or b"{}") for r in records)
+                for body in bodies
                 if body.get("event_type") == "usage.UsageRecorded" and body["payload"].get("run_id") == run_id
             ]
             if len(found) >= count:
@@ -194,33 +160,10 @@ class Executor:
         raise AssertionError(f"expected {count} usage events of {run_id}, got {len(found)}: {found}")
 
 
-async def wait_for_mongo(uri: str, timeout_s: float = 60.0) -> None:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri, serverSelectionTimeoutMS=2000)
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    try:
-        while True:
-            try:
-                await client.admin.command("ping")
-                return
-            except Exception:  # noqa: BLE001 - keep trying until the deadline
-                if asyncio.get_running_loop().time() > deadline:
-                    raise
-                await asyncio.sleep(0.5)
-    finally:
-        await client.close()
-
-
 def settings_for(infra: Infra, **overrides: Any) -> Settings:
     # lookups of unknown agents/prompts/tools wait this long for the views; short unless a test says so
     overrides.setdefault("registry_view_wait_s", 1.0)
-    return Settings(
-        mongodb_uri=infra.mongodb_uri,
-        kafka_bootstrap_servers=infra.kafka_bootstrap_servers,
-        mongodb_database=infra.unique("test_runs_"),
-        topic_prefix=infra.unique("truns") + ".",
-        environment="test",
-        **overrides,
-    )
+    return Settings(**infra_settings(infra, "test_runs_", "truns"), **overrides)
 
 
 HEADERS = {"X-Principal-Id": "usr_test", "X-Principal-Role": "developer"}
@@ -240,18 +183,5 @@ async def executor(
     await wait_for_mongo(infra.mongodb_uri)
     overrides = dict(getattr(request.module, "EXECUTOR_SETTINGS", {}))
     settings = settings_for(infra, openai_base_url=fake_openai.base_url, **overrides)
-    app = create_app(SPEC, settings)
-    headers = {"X-Internal-Token": settings.internal_token, **HEADERS}
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://executor", headers=headers
-        ) as client:
-            deadline = asyncio.get_running_loop().time() + 60
-            while (await client.get("/readyz")).status_code != 200:
-                assert asyncio.get_running_loop().time() < deadline, "run-executor never became ready"
-                await asyncio.sleep(0.2)
-            yield Executor(app, settings, client, fake_openai)
-    cleanup: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(infra.mongodb_uri)
-    await cleanup.drop_database(settings.database_name)
-    await cleanup.close()
+    async with running_app(SPEC, settings, base_url="http://executor", principal=HEADERS) as (app, client):
+        yield Executor(app, settings, client, fake_openai)

@@ -22,8 +22,9 @@ from ailab_runtime.service import Runtime, create_app
 from run_executor.adapters.mongo_runs import EXECUTOR_INSTANCES, RUN_CLAIMS
 from run_executor.bootstrap import SPEC
 from tests.support.infra import Infra
+from tests.support.service_app import wait_for_mongo
 
-from .conftest import HEADERS, settings_for, wait_for_mongo
+from .conftest import HEADERS, settings_for
 
 pytestmark = pytest.mark.integration
 
