@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from agent_registry.entrypoints.http import etag, parse_if_match
+from agent_registry.entrypoints.http import parse_if_match
 from agent_registry.entrypoints.schemas import AgentVersionCreate, AgentVersionUpdate, ProjectCreate
+from ailab_runtime.preconditions import etag
 
 pytestmark = pytest.mark.unit
 

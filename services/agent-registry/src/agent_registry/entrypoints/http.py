@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from ailab_runtime import preconditions
 from ailab_runtime.errors import ErrorResponse, error_response
 from ailab_runtime.idempotency import StoredResponse
 from ailab_runtime.internal import InternalCaller
@@ -34,25 +35,10 @@ _STATUS: dict[type[RegistryError], int] = {
 }
 
 
-def etag(version: int) -> str:
-    return f'"{version}"'
-
-
 def parse_if_match(value: str | None) -> Precondition | None:
-    """`*`, or a list of `"<version>"` tags (weak `W/` tags and bare numbers are accepted too).
-    A header that names no version we issue matches nothing (412)."""
-    if value is None or not value.strip():
-        return None
-    if value.strip() == "*":
-        return Precondition(any_version=True)
-    versions: set[int] = set()
-    for part in value.split(","):
-        tag = part.strip().removeprefix("W/").strip()
-        if len(tag) >= 2 and tag[0] == tag[-1] == '"':
-            tag = tag[1:-1]
-        if tag.isascii() and tag.isdigit():
-            versions.add(int(tag))
-    return Precondition(versions=frozenset(versions))
+    """The `If-Match` header (parsed by `ailab_runtime.preconditions`) as this service's precondition."""
+    header = preconditions.parse_if_match(value)
+    return None if header is None else Precondition(versions=header.versions, any_version=header.any_version)
 
 
 def install_registry_error_handler(app: FastAPI) -> None:
@@ -127,13 +113,17 @@ Out = TypeVar("Out")
 
 def with_etag(response: Response, version: int, out: Out) -> Out:
     """Answer `out` with the entity's version as ETag (what a later `If-Match` sends back)."""
-    response.headers["ETag"] = etag(version)
+    response.headers["ETag"] = preconditions.etag(version)
     return out
 
 
 def created(out: BaseModel, version: int, location: str) -> StoredResponse:
     """The 201 of a create, as stored for Idempotency-Key replays: body, ETag and Location."""
-    return 201, out.model_dump(mode="json", by_alias=True), {"ETag": etag(version), "Location": location}
+    return (
+        201,
+        out.model_dump(mode="json", by_alias=True),
+        {"ETag": preconditions.etag(version), "Location": location},
+    )
 
 
 def page(items: list[Any], next_cursor: str | None) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from ailab_contracts.events import tenancy as ev
 from ailab_contracts.plans import PLAN_LIMITS
 from ailab_runtime.errors import ApiError, not_found
 from ailab_runtime.ids import new_id
+from ailab_runtime.preconditions import IfMatch
 from ailab_runtime.service import Runtime
 
 from ..adapters.passwords import hash_password, verify_password
@@ -95,7 +96,7 @@ class TenancyService:
         return tenant
 
     async def update_tenant(
-        self, tenant_id: str, changes: dict[str, Any], actor: str, if_match: int | None
+        self, tenant_id: str, changes: dict[str, Any], actor: str, if_match: IfMatch | None
     ) -> dict[str, Any]:
         if changes.get("plan") and "limits" not in changes:
             changes["limits"] = PLAN_LIMITS[changes["plan"]]
@@ -310,8 +311,8 @@ class TenancyService:
         )
 
 
-def check_if_match(if_match: int | None, current: int) -> None:
-    if if_match is not None and if_match != current:
+def check_if_match(if_match: IfMatch | None, current: int) -> None:
+    if if_match is not None and not if_match.matches(current):
         raise ApiError(
             412,
             "precondition_failed",

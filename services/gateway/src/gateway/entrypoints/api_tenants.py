@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from ailab_runtime.errors import ApiError, ErrorResponse, not_found
 from ailab_runtime.pagination import MAX_LIMIT, keyset_page
+from ailab_runtime.preconditions import etag, parse_if_match
 
 from ..application.tenancy import TenancyService
 from ..application.tokens import Principal
@@ -49,15 +50,6 @@ Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous 
 IfMatch = Annotated[str | None, Header(description='ETag from a previous read, e.g. "3"')]
 
 
-def parse_if_match(value: str | None) -> int | None:
-    if value is None or value.strip() == "*":
-        return None
-    try:
-        return int(value.strip().removeprefix("W/").strip('"'))
-    except ValueError:
-        raise ApiError(400, "invalid_if_match", 'If-Match must be an ETag like "3"') from None
-
-
 async def tenant_out(tenancy: TenancyService, doc: dict[str, Any]) -> TenantOut:
     users = await tenancy.users.count_documents({"tenant_id": doc["_id"], "status": {"$ne": "removed"}})
     projects = await tenancy.rt.db["tenant_projects"].count_documents({"tenant_id": doc["_id"]})
@@ -73,7 +65,7 @@ def api_key_out(doc: dict[str, Any]) -> ApiKeyOut:
 
 
 def _etag(response: Response, doc: dict[str, Any]) -> None:
-    response.headers["ETag"] = f'"{doc["_version"]}"'
+    response.headers["ETag"] = etag(doc["_version"])
 
 
 # --- tenant self-service ----------------------------------------------------------------------
