@@ -17,6 +17,7 @@ from ailab_runtime.context import request_id_var
 from ailab_runtime.idempotency import StoredResponse
 from ailab_runtime.internal import Caller
 from ailab_runtime.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from ailab_runtime.preconditions import etag
 from ailab_runtime.service import Runtime
 from ailab_runtime.tracing import current_trace_id
 
@@ -25,7 +26,7 @@ from ..application.handlers import RunPorts, StartRun
 from ..application.ports import RunFilter
 from ..application.progress import Subscription
 from ..domain.model import Run
-from .http import CREATED_HEADERS, ETAG_HEADER, errors, etag, parse_if_match
+from .http import CREATED_HEADERS, ETAG_HEADER, errors, parse_if_match
 from .schemas import LogPage, RunCreate, RunLogOut, RunOut, RunTrace, RunUpdate
 
 EVENT_STREAM = "text/event-stream"

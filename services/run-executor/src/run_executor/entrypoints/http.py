@@ -7,31 +7,17 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from ailab_runtime import preconditions
 from ailab_runtime.errors import ErrorResponse, error_response
 
 from ..application.handlers import Precondition
 from ..domain.errors import RunsError, TooManyRuns
 
 
-def etag(version: int) -> str:
-    return f'"{version}"'
-
-
 def parse_if_match(value: str | None) -> Precondition | None:
-    """`*`, or a list of `"<version>"` tags (weak tags and bare numbers too); a header naming no
-    version we issue matches nothing (412)."""
-    if value is None or not value.strip():
-        return None
-    if value.strip() == "*":
-        return Precondition(any_version=True)
-    versions: set[int] = set()
-    for part in value.split(","):
-        tag = part.strip().removeprefix("W/").strip()
-        if len(tag) >= 2 and tag[0] == tag[-1] == '"':
-            tag = tag[1:-1]
-        if tag.isascii() and tag.isdigit():
-            versions.add(int(tag))
-    return Precondition(versions=frozenset(versions))
+    """The `If-Match` header (parsed by `ailab_runtime.preconditions`) as this service's precondition."""
+    header = preconditions.parse_if_match(value)
+    return None if header is None else Precondition(versions=header.versions, any_version=header.any_version)
 
 
 def install_runs_error_handler(app: FastAPI) -> None:

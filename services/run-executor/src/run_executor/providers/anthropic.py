@@ -126,6 +126,7 @@ def wire_messages(messages: Any) -> tuple[str | None, list[dict[str, Any]]]:
 
 class AnthropicProvider(HttpProvider):
     kind = "anthropic"
+    FINISH_REASONS = _FINISH
     request_id_header = "request-id"
     config: AnthropicConfig
 
@@ -175,18 +176,7 @@ class AnthropicProvider(HttpProvider):
         }
         if credential:
             headers["x-api-key"] = credential
-        return self._client.build_request(
-            "POST",
-            "/v1/messages",
-            content=json.dumps(self.body(req, stream=stream)).encode(),
-            headers=headers,
-            timeout=httpx.Timeout(timeout, connect=min(timeout, self.config.connect_timeout_s)),
-        )
-
-    def finish_reason(self, raw: str | None, has_tool_calls: bool) -> FinishReason:
-        if raw is None:
-            return "tool_calls" if has_tool_calls else "other"
-        return _FINISH.get(raw, "other")
+        return self.post("/v1/messages", json.dumps(self.body(req, stream=stream)).encode(), headers, timeout)
 
     def parse_answer(self, req: ProviderRequest, data: dict[str, Any], headers: httpx.Headers) -> Answer:
         if data.get("type") == "error":

@@ -115,6 +115,7 @@ def wire_messages(messages: Any) -> tuple[list[dict[str, Any]], list[dict[str, A
 
 class BedrockProvider(HttpProvider):
     kind = "bedrock"
+    FINISH_REASONS = _FINISH
     request_id_header = "x-amzn-requestid"
     config: BedrockConfig
 
@@ -178,15 +179,14 @@ class BedrockProvider(HttpProvider):
     ) -> httpx.Request:
         payload = json.dumps(self.body(req)).encode()
         action = "converse-stream" if stream else "converse"
-        request = self._client.build_request(
-            "POST",
+        request = self.post(
             f"/model/{quote(req.model, safe='')}/{action}",
-            content=payload,
-            headers={
+            payload,
+            {
                 "content-type": "application/json",
                 "accept": "application/vnd.amazon.eventstream" if stream else "application/json",
             },
-            timeout=httpx.Timeout(timeout, connect=min(timeout, self.config.connect_timeout_s)),
+            timeout,
         )
         if isinstance(credential, AwsCredentials):
             raw_path, _, raw_query = request.url.raw_path.decode("ascii").partition("?")
@@ -215,11 +215,6 @@ class BedrockProvider(HttpProvider):
         if isinstance(data, dict) and (data.get("message") or data.get("Message")):
             return str(data.get("message") or data.get("Message"))[:300]
         return super().error_detail(body)
-
-    def finish_reason(self, raw: str | None, has_tool_calls: bool) -> FinishReason:
-        if raw is None:
-            return "tool_calls" if has_tool_calls else "other"
-        return _FINISH.get(raw, "other")
 
     def parse_answer(self, req: ProviderRequest, data: dict[str, Any], headers: httpx.Headers) -> Answer:
         content = data["output"]["message"]["content"]

@@ -253,8 +253,23 @@ class HttpProvider:
     ) -> AsyncIterator[StreamEvent]:
         raise NotImplementedError
 
+    # The wire format's stop reasons mapped to ours; anything else is `other`.
+    FINISH_REASONS: ClassVar[Mapping[str, FinishReason]] = {}
+
     def finish_reason(self, raw: str | None, has_tool_calls: bool) -> FinishReason:
-        raise NotImplementedError
+        if raw is None:
+            return "tool_calls" if has_tool_calls else "other"
+        return self.FINISH_REASONS.get(raw, "other")
+
+    def post(self, path: str, content: bytes, headers: dict[str, str], timeout: float) -> httpx.Request:
+        """A POST on this provider's client with the call's timeout (connect bounded by the config)."""
+        return self._client.build_request(
+            "POST",
+            path,
+            content=content,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, self.config.connect_timeout_s)),
+        )
 
     def error_detail(self, body: bytes) -> str:
         """The provider's own error message from an error body (shared default: JSON `error.message`)."""

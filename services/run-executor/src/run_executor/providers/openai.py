@@ -100,6 +100,7 @@ def _stream_error(chunk: Mapping[str, Any], provider: str) -> ProviderError:
 
 class OpenAIProvider(HttpProvider):
     kind = "openai"
+    FINISH_REASONS = _FINISH
     request_id_header = "x-request-id"
     config: OpenAIConfig
 
@@ -144,18 +145,9 @@ class OpenAIProvider(HttpProvider):
         }
         if credential:
             headers["authorization"] = f"Bearer {credential}"
-        return self._client.build_request(
-            "POST",
-            "/v1/chat/completions",
-            content=json.dumps(self.body(req, stream=stream)).encode(),
-            headers=headers,
-            timeout=httpx.Timeout(timeout, connect=min(timeout, self.config.connect_timeout_s)),
+        return self.post(
+            "/v1/chat/completions", json.dumps(self.body(req, stream=stream)).encode(), headers, timeout
         )
-
-    def finish_reason(self, raw: str | None, has_tool_calls: bool) -> FinishReason:
-        if raw is None:
-            return "tool_calls" if has_tool_calls else "other"
-        return _FINISH.get(raw, "other")
 
     def parse_answer(self, req: ProviderRequest, data: dict[str, Any], headers: httpx.Headers) -> Answer:
         choices = data.get("choices")
