@@ -59,11 +59,22 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[UsageStore]:
         await client.close()
 
 
-async def test_ledger_claim_returns_the_first_stamp_of_each_event(store: UsageStore) -> None:
+async def test_ledger_claim_returns_the_owning_stamp_of_each_event(store: UsageStore) -> None:
     first = [Delivery(0, 1, entry(1)), Delivery(0, 2, entry(2)), Delivery(0, 3, entry(1))]
     assert await store.claim_ledger(first) == {"ev-1": (0, 1), "ev-2": (0, 2)}
+    # (0, 2) redelivered owns ev-2 still; ev-1 again from another record is a duplicate: absent.
     again = [Delivery(0, 2, entry(2)), Delivery(1, 9, entry(3)), Delivery(2, 5, entry(1))]
-    assert await store.claim_ledger(again) == {"ev-2": (0, 2), "ev-3": (1, 9), "ev-1": (0, 1)}
+    assert await store.claim_ledger(again) == {"ev-2": (0, 2), "ev-3": (1, 9)}
+
+
+async def test_the_events_of_one_batch_record_share_its_stamp(store: UsageStore) -> None:
+    record = [Delivery(3, 40, entry(n)) for n in (10, 11, 12)]
+    assert await store.claim_ledger(record) == {f"ev-{n}": (3, 40) for n in (10, 11, 12)}
+    # A client retry of two of them in a new record (one new event): only the new one is owned.
+    retry = [Delivery(3, 41, entry(n)) for n in (11, 12, 13)]
+    assert await store.claim_ledger(retry) == {"ev-13": (3, 41)}
+    # Redelivery of the first record after a crash: it still owns its three events.
+    assert await store.claim_ledger(record) == {f"ev-{n}": (3, 40) for n in (10, 11, 12)}
 
 
 async def test_members_are_insert_only_and_remember_their_owner(store: UsageStore) -> None:

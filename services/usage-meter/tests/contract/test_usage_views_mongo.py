@@ -1,19 +1,22 @@
 """The usage-meter's small single-writer documents on real FerretDB/MongoDB: newest-wins limits and
-sync status, quota states guarded by sequence, stale monthly quotas, the group watermark."""
+sync status, quota states guarded by sequence, stale monthly quotas, the group watermark; the
+ledger's export (owned payloads, ordered) and retention."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from pymongo import AsyncMongoClient
 
 from tests.support.infra import Infra
-from usage_meter.adapters.mongo_store import WATERMARKS, ensure_indexes
+from usage_meter.adapters.mongo_store import WATERMARKS, MongoUsageStore, ensure_indexes
 from usage_meter.adapters.mongo_views import MongoUsageViews
+from usage_meter.domain.model import Delivery, UsageEntry
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 27, 12, tzinfo=UTC)
@@ -74,15 +77,56 @@ async def test_watermark_needs_every_partition(views: tuple[MongoUsageViews, Any
     assert await v.watermark("g") == T0 - timedelta(seconds=5)
 
 
+def usage(n: int, at: datetime, tenant: str = "acme") -> UsageEntry:
+    payload = {
+        "tenant_id": tenant,
+        "user_id": "u1",
+        "meter": "requests",
+        "quantity": "1",
+        "provider": "openai",
+        "request_id": f"req_{n}",
+        "timestamp": at.isoformat(),
+        "dimensions": {"endpoint": "/chat"},
+    }
+    return UsageEntry(
+        event_id=f"ev-{n}",
+        tenant_id=tenant,
+        user_id="u1",
+        meter="requests",
+        quantity=Decimal(1),
+        cost=None,
+        timestamp=at,
+        provider="openai",
+        payload=payload,
+    )
+
+
+async def test_export_reads_the_owned_payloads_by_time_then_id(views: tuple[MongoUsageViews, Any]) -> None:
+    v, db = views
+    store = MongoUsageStore(db)
+    day2 = T0 + timedelta(days=1)
+    # A batch record with events on two days, a single-event record, and a duplicate from a retry.
+    await store.claim_ledger([Delivery(0, 5, usage(3, day2)), Delivery(0, 5, usage(2, T0))])
+    await store.claim_ledger([Delivery(1, 7, usage(1, T0, tenant="globex")), Delivery(0, 6, usage(4, T0))])
+    await store.claim_ledger([Delivery(0, 8, usage(2, T0))])  # retry of ev-2: not exported twice
+    rows = [r async for r in v.ledger(None, T0, day2 + timedelta(hours=1))]
+    assert [r["event_id"] for r in rows] == ["ev-1", "ev-2", "ev-4", "ev-3"]
+    assert rows[1]["dimensions"] == {"endpoint": "/chat"} and rows[1]["request_id"] == "req_2"
+    acme = [r["event_id"] async for r in v.ledger("acme", T0, day2)]
+    assert acme == ["ev-2", "ev-4"]
+
+
 async def test_retention_deletes_old_ledger_entries_and_keeps_aggregates(
     views: tuple[MongoUsageViews, Any],
 ) -> None:
     v, db = views
+    store = MongoUsageStore(db)
     old, recent = T0 - timedelta(days=91), T0 - timedelta(days=89)
-    await db["usage_ledger"].insert_many(
-        [{"_id": "old", "tenant_id": "acme", "ts": old}, {"_id": "new", "tenant_id": "acme", "ts": recent}]
-    )
+    await store.claim_ledger([Delivery(0, 1, usage(1, old)), Delivery(0, 2, usage(2, recent))])
     await db["usage_aggregates"].insert_one({"_id": "d|acme|2026-08-28|requests", "tenant_id": "acme"})
     assert await v.expire(T0 - timedelta(days=90)) == 1
-    assert [d["_id"] async for d in db["usage_ledger"].find({})] == ["new"]
+    assert [d["_id"] async for d in db["usage_ledger"].find({})] == ["ev-2"]
+    assert [r["event_id"] async for r in v.ledger("acme", old, T0)] == ["ev-2"]
     assert await db["usage_aggregates"].count_documents({}) == 1
+    # Forgotten after retention: the same id would count again (the window the API documents).
+    assert await store.claim_ledger([Delivery(0, 3, usage(1, old))]) == {"ev-1": (0, 3)}

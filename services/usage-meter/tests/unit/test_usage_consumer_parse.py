@@ -1,16 +1,20 @@
-"""The consumer's parse of `usage.UsageRecorded` records: the hot path equals the registry's full
-parse, and a record whose envelope and payload tenants differ is refused."""
+"""The consumer's decoding of usage records: `usage.UsageRecorded` (the hot path equals the registry's
+full parse; envelope and payload tenants must agree) and `usage.UsageBatchRecorded` (each item its
+own event; bad items reported by index while the good ones count; an id twice counts once)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
 from ailab_contracts import REGISTRY, new_envelope
-from ailab_contracts.events.usage import UsageRecorded
-from usage_meter.adapters.kafka_usage import Rejected, entry_from
+from ailab_contracts.events.usage import UsageBatchRecorded, UsageRecorded
+from usage_meter.adapters.usage_records import Rejected, decode, entry_from
+from usage_meter.domain.model import AcceptanceRules
 
 pytestmark = pytest.mark.unit
 
@@ -56,3 +60,70 @@ def test_a_bad_event_id_is_an_error() -> None:
     raw = {**wire(), "event_id": "not-a-uuid"}
     with pytest.raises(ValueError):
         entry_from(REGISTRY, raw)
+
+
+RECEIVED = datetime(2026, 11, 27, 10, 5, tzinfo=UTC)
+
+
+def item(n: int, **overrides: Any) -> dict[str, Any]:
+    return {
+        "event_id": str(uuid.UUID(int=n)),
+        "tenant_id": "acme",
+        "user_id": f"u{n}",
+        "meter": "tokens_in",
+        "quantity": str(n),
+        "provider": "openai",
+        "request_id": f"req_{n}",
+        "timestamp": "2026-11-27T10:00:00Z",
+        **overrides,
+    }
+
+
+def batch_wire(items: list[dict[str, Any]], tenant: str = "acme") -> dict[str, Any]:
+    batch = UsageBatchRecorded.model_validate({"tenant_id": "acme", "events": [item(999)]})
+    wire = new_envelope(
+        REGISTRY, batch, stream_id="usage-bulk:acme:r1", stream_version=1, tenant_id="acme", producer="test"
+    ).to_wire()
+    wire["payload"] = {"tenant_id": tenant, "events": items}  # exactly as sent, bad items included
+    return wire
+
+
+def test_a_batch_record_yields_one_entry_per_item_with_its_own_id_and_payload() -> None:
+    decoded = decode(REGISTRY, batch_wire([item(1), item(2)]), AcceptanceRules(), RECEIVED)
+    assert [e.event_id for e in decoded.entries] == [str(uuid.UUID(int=1)), str(uuid.UUID(int=2))]
+    assert [e.quantity for e in decoded.entries] == [Decimal(1), Decimal(2)]
+    assert decoded.entries[1].payload == item(2)
+    assert decoded.problems == [] and decoded.repeated == 0
+
+
+def test_bad_items_are_reported_by_index_and_the_others_count() -> None:
+    items = [
+        item(1),
+        item(2, meter="bananas"),
+        item(3, tenant_id="globex"),
+        item(4, timestamp=(RECEIVED - timedelta(days=3)).isoformat()),
+        item(5),
+        item(1, quantity="100"),  # the same id again: counted once, the first wins
+    ]
+    decoded = decode(REGISTRY, batch_wire(items), AcceptanceRules(), RECEIVED)
+    assert [e.quantity for e in decoded.entries] == [Decimal(1), Decimal(5)]
+    assert [(index, reason) for index, reason, _ in decoded.problems] == [
+        (1, "invalid_event"),
+        (2, "invalid_event"),
+        (3, "timestamp_too_old"),
+    ]
+    assert "meter" in decoded.problems[0][2] and "globex" in decoded.problems[1][2]
+    assert decoded.repeated == 1
+
+
+def test_a_batch_whose_payload_tenant_is_not_the_envelopes_is_refused_whole() -> None:
+    with pytest.raises(Rejected) as info:
+        decode(REGISTRY, batch_wire([item(1)], tenant="globex"), AcceptanceRules(), RECEIVED)
+    assert info.value.reason == "tenant_mismatch"
+
+
+def test_a_single_event_record_outside_the_window_is_a_problem_not_an_entry() -> None:
+    late = decode(REGISTRY, wire(), AcceptanceRules(), RECEIVED + timedelta(days=3))
+    assert late.entries == [] and late.problems[0][1] == "timestamp_too_old"
+    on_time = decode(REGISTRY, wire(), AcceptanceRules(), RECEIVED)
+    assert len(on_time.entries) == 1 and on_time.entries[0].payload is not None

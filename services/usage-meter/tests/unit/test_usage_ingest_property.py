@@ -1,6 +1,6 @@
 """Property: whatever the delivery does (duplicates, reordering, late arrivals, crashes between any two
-writes and redelivery from the committed offsets with other batch sizes), the aggregates equal a
-direct recomputation from the distinct accepted events."""
+writes and redelivery from the committed offsets with other batch sizes, records carrying one event
+or a batch of them), the aggregates equal a direct recomputation from the distinct accepted events."""
 
 from __future__ import annotations
 
@@ -49,21 +49,31 @@ def partition_of(tenant: str) -> int:
 @st.composite
 def scenarios(
     draw: st.DrawFn,
-) -> tuple[list[UsageEntry], list[list[UsageEntry]], list[int], list[int | None]]:
+) -> tuple[list[UsageEntry], list[list[list[UsageEntry]]], list[int], list[int | None]]:
     distinct = draw(st.lists(events(), min_size=1, max_size=40, unique_by=lambda e: e.event_id))
     # The log: events in a random order, some published several times (relay or client retries).
     copies = draw(st.lists(st.sampled_from(distinct), max_size=30))
     log = draw(st.permutations(distinct + copies))
-    partitions: list[list[UsageEntry]] = [[] for _ in range(PARTITIONS)]
+    logs: list[list[UsageEntry]] = [[] for _ in range(PARTITIONS)]
     for entry in log:
-        partitions[partition_of(entry.tenant_id)].append(entry)
+        logs[partition_of(entry.tenant_id)].append(entry)
+    # Kafka records: one event (run-executor) or a batch of several (bulk API), possibly with the
+    # same id twice in one record.
+    partitions: list[list[list[UsageEntry]]] = []
+    for entries in logs:
+        records: list[list[UsageEntry]] = []
+        while entries:
+            size = draw(st.integers(1, 4))
+            records.append(entries[:size])
+            entries = entries[size:]
+        partitions.append(records)
     batch_sizes = draw(st.lists(st.integers(1, 15), min_size=1, max_size=10))
     crashes = draw(st.lists(st.one_of(st.none(), st.integers(0, 6)), min_size=1, max_size=10))
     return distinct, partitions, batch_sizes, crashes
 
 
 async def consume(
-    partitions: list[list[UsageEntry]], batch_sizes: list[int], crashes: list[int | None]
+    partitions: list[list[list[UsageEntry]]], batch_sizes: list[int], crashes: list[int | None]
 ) -> InMemoryUsageStore:
     """A consumer group over the partitions: getmany-like batches across partitions, offsets
     committed only after a batch succeeds, a crash (after N aggregate writes) restarts from them."""
@@ -80,10 +90,10 @@ async def consume(
         ends = list(committed)
         for p in range(PARTITIONS):
             for offset in range(committed[p], min(len(partitions[p]), committed[p] + size)):
-                entry = partitions[p][offset]
                 ends[p] = offset + 1
-                if RULES.timing_problem(entry.timestamp, received) is None:
-                    batch.append(Delivery(p, offset, entry))
+                for entry in partitions[p][offset]:
+                    if RULES.timing_problem(entry.timestamp, received) is None:
+                        batch.append(Delivery(p, offset, entry))
         ingestor = UsageIngestor(store, day_close_after=timedelta(hours=31), crash_after_writes=crash)
         try:
             await ingestor.apply(batch)
@@ -98,7 +108,7 @@ async def consume(
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 async def test_aggregates_equal_recomputation_under_duplicates_reordering_late_and_crashes(
-    scenario: tuple[list[UsageEntry], list[list[UsageEntry]], list[int], list[int | None]],
+    scenario: tuple[list[UsageEntry], list[list[list[UsageEntry]]], list[int], list[int | None]],
 ) -> None:
     distinct, partitions, batch_sizes, crashes = scenario
     store = await consume(partitions, batch_sizes, crashes)

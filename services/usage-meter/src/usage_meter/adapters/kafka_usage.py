@@ -10,7 +10,6 @@ import contextlib
 import json
 import logging
 import time
-import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -21,14 +20,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from pymongo.asynchronous.collection import AsyncCollection
 
 from ailab_contracts import EventRegistry
-from ailab_contracts.events.usage import UsageRecorded
 
 from ..application.ingest import UsageIngestor
-from ..domain.model import AcceptanceRules, Delivery, UsageEntry
+from ..domain.model import AcceptanceRules, Delivery
+from .usage_records import USAGE_TYPES, Rejected, decode
 
 log = logging.getLogger(__name__)
-
-USAGE_RECORDED = "usage.UsageRecorded"
 
 
 @dataclass
@@ -72,41 +69,14 @@ class ParsedBatch:
     deliveries: list[Delivery] = field(default_factory=list)
     dead: list[tuple[ConsumerRecord[bytes, bytes], str, str]] = field(default_factory=list)
     timestamps: list[int] = field(default_factory=list)
+    repeated: int = 0  # same event id twice in one batch record: counted as duplicates
 
 
-class Rejected(Exception):
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-def entry_from(registry: EventRegistry, raw: dict[str, Any], text: str = "") -> UsageEntry:
-    if raw.get("schema_version") == registry.latest_version(USAGE_RECORDED):
-        # Hot path (current version, no upcasting): validate the payload model and the envelope
-        # fields used here; the full envelope model costs as much again per event.
-        payload = UsageRecorded.model_validate(raw["payload"])
-        event_id = uuid.UUID(str(raw["event_id"]))
-        tenant = raw["tenant_id"]
-    else:
-        envelope, parsed = registry.parse(raw)
-        assert isinstance(parsed, UsageRecorded)
-        payload, event_id, tenant = parsed, envelope.event_id, envelope.tenant_id
-    if tenant != payload.tenant_id:
-        raise Rejected("tenant_mismatch", f"envelope tenant {tenant} != payload {payload.tenant_id}")
-    return UsageEntry(
-        event_id=str(event_id),
-        tenant_id=payload.tenant_id,
-        user_id=payload.user_id,
-        meter=payload.meter,
-        quantity=payload.quantity,
-        cost=payload.cost_usd_estimate,
-        timestamp=payload.timestamp.astimezone(UTC),
-        provider=payload.provider,
-        model=payload.model,
-        project_id=payload.project_id,
-        agent_id=payload.agent_id,
-        raw=text,
-    )
+def _event_type_header(record: ConsumerRecord[bytes, bytes]) -> str | None:
+    for key, value in record.headers or ():
+        if key == "event_type":
+            return value.decode(errors="replace")
+    return None
 
 
 class UsageConsumer:
@@ -189,26 +159,31 @@ class UsageConsumer:
         for records in batches.values():
             for record in records:
                 self.stats.records += 1
+                if _event_type_header(record) not in (None, *USAGE_TYPES):
+                    self.stats.skipped += 1  # the meter's own closing and quota events
+                    continue
                 try:
                     raw = json.loads(record.value or b"")
-                    if raw.get("event_type") != USAGE_RECORDED:
-                        self.stats.skipped += 1  # the meter's own closing and quota events
+                    if raw.get("event_type") not in USAGE_TYPES:
+                        self.stats.skipped += 1
                         continue
-                    entry = entry_from(self._registry, raw, (record.value or b"").decode())
                     received = datetime.fromtimestamp(record.timestamp / 1000, UTC)
-                    problem = self._rules.timing_problem(entry.timestamp, received)
-                    if problem:
-                        raise Rejected(
-                            problem, f"timestamp {entry.timestamp.isoformat()} received {received}"
-                        )
+                    decoded = decode(self._registry, raw, self._rules, received)
                 except Rejected as exc:
                     parsed.dead.append((record, exc.reason, str(exc)))
                     continue
                 except Exception as exc:  # noqa: BLE001 - unparseable: dead-letter it untouched
                     parsed.dead.append((record, "invalid_event", str(exc)[:500]))
                     continue
-                parsed.deliveries.append(Delivery(record.partition, record.offset, entry))
-                parsed.timestamps.append(record.timestamp)
+                if decoded.problems:
+                    index, reason, message = decoded.problems[0]
+                    more = f" (+{len(decoded.problems) - 1} more items)" if len(decoded.problems) > 1 else ""
+                    bad = ",".join(str(p[0]) for p in decoded.problems[:100])
+                    parsed.dead.append((record, reason, f"items [{bad}]: {message}{more}"))
+                parsed.repeated += decoded.repeated
+                for entry in decoded.entries:
+                    parsed.deliveries.append(Delivery(record.partition, record.offset, entry))
+                    parsed.timestamps.append(record.timestamp)
         self.stats.time("parse", time.perf_counter() - parse_started)
         return parsed
 
@@ -228,11 +203,12 @@ class UsageConsumer:
         done_ms = time.time() * 1000
         self.stats.batches += 1
         self.stats.applied += result.effective
-        self.stats.duplicates += result.duplicates
+        self.stats.duplicates += result.duplicates + parsed.repeated
         self.stats.aggregate_writes += result.documents
         self.stats.lags_ms.extend(done_ms - ts for ts in parsed.timestamps)
-        if result.duplicates:
-            log.info("duplicate usage events ignored", extra={"fields": {"count": result.duplicates}})
+        if result.duplicates or parsed.repeated:
+            count = result.duplicates + parsed.repeated
+            log.info("duplicate usage events ignored", extra={"fields": {"count": count}})
         marks = {
             tp: datetime.fromtimestamp(records[-1].timestamp / 1000, UTC) for tp, records in batches.items()
         }

@@ -19,7 +19,7 @@ class InMemoryUsageStore:
     async def claim_ledger(self, deliveries: Sequence[Delivery]) -> dict[str, Stamp]:
         for d in deliveries:
             self.ledger.setdefault(d.entry.event_id, (d.stamp, d))
-        return {d.entry.event_id: self.ledger[d.entry.event_id][0] for d in deliveries}
+        return {d.entry.event_id: d.stamp for d in deliveries if self.ledger[d.entry.event_id][0] == d.stamp}
 
     async def claim_members(self, candidates: dict[str, tuple[str, Stamp]]) -> dict[str, Stamp]:
         for key, (_, stamp) in candidates.items():

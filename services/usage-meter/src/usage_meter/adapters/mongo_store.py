@@ -1,22 +1,40 @@
 """MongoDB (and FerretDB 1.24) adapters of the usage-meter: ledger, set members, aggregates, days.
 
 Only insert-only writes with deterministic `_id`s and version-guarded whole-document replaces by the
-single writer of each aggregate: no `$inc` on shared documents, no transactions (ARCHITECTURE.md)."""
+single writer of each aggregate: no `$inc` on shared documents, no transactions (ARCHITECTURE.md).
+
+The ledger is three insert-only collections, shaped for a cheap write per event:
+- `usage_ledger`: one tiny document per event id, `{_id: event id, s: "day|partition|offset"}`; its
+  unique `_id` is the dedupe, `s` names the delivery that owns the event (and its day, for retention).
+- `usage_ledger_records`: one marker per Kafka record, inserted before its events are claimed. A
+  record without a marker is seen for the first time, so an event id it finds already stored belongs
+  to another record (a duplicate) without reading anything back; only a redelivered record (marker
+  present, e.g. after a crash) reads the owners of the ids it finds stored.
+- `usage_ledger_chunks`: the events' wire payloads, one compressed document per record and day,
+  holding only the events that record owns; export reads these, retention deletes them by day.
+"""
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import json
+import zlib
+from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from bson import Binary
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from ..domain.model import Aggregate, Delivery, Stamp
+from ailab_contracts.events.usage import decimal_text
+
+from ..domain.model import Aggregate, Delivery, Stamp, UsageEntry
 
 LEDGER = "usage_ledger"
+LEDGER_RECORDS = "usage_ledger_records"
+LEDGER_CHUNKS = "usage_ledger_chunks"
 MEMBERS = "usage_members"
 AGGREGATES = "usage_aggregates"
 DAYS = "usage_days"
@@ -30,8 +48,7 @@ Doc = dict[str, Any]
 
 
 async def ensure_indexes(db: AsyncDatabase[Doc]) -> None:
-    await db[LEDGER].create_index([("tenant_id", 1), ("ts", 1)])
-    await db[LEDGER].create_index("ts")
+    await db[LEDGER_CHUNKS].create_index([("day", 1), ("tenant_id", 1)])
     await db[MEMBERS].create_index("tenant_id")
     await db[AGGREGATES].create_index([("tenant_id", 1), ("kind", 1), ("period", 1)])
     await db[DAYS].create_index([("closed", 1), ("close_after", 1)])
@@ -40,19 +57,46 @@ async def ensure_indexes(db: AsyncDatabase[Doc]) -> None:
     await db[QUOTA_STATES].create_index("tenant_id")
 
 
-def ledger_doc(d: Delivery, ingested_at: datetime) -> Doc:
-    e = d.entry
-    # Compact on purpose: the envelope stays one JSON string (a nested document costs FerretDB ~2x
-    # per insert), and the fields queries need (tenant, time, stamp) sit beside it.
-    return {
-        "_id": e.event_id,
-        "tenant_id": e.tenant_id,
-        "ts": e.timestamp,
-        "p": d.partition,
-        "o": d.offset,
-        "at": ingested_at,
-        "raw": e.raw,
-    }
+def stamp_key(stamp: Stamp) -> str:
+    return f"{stamp[0]}|{stamp[1]}"
+
+
+def ledger_row(entry: UsageEntry) -> Doc:
+    """An event as export shows it: its wire payload plus `event_id`."""
+    if entry.payload is None:  # built in code, not received: the fields the entry has
+        return {
+            "event_id": entry.event_id,
+            "tenant_id": entry.tenant_id,
+            "user_id": entry.user_id,
+            "meter": entry.meter,
+            "quantity": decimal_text(entry.quantity),
+            "cost_usd_estimate": None if entry.cost is None else decimal_text(entry.cost),
+            "provider": entry.provider,
+            "model": entry.model,
+            "project_id": entry.project_id,
+            "agent_id": entry.agent_id,
+            "timestamp": entry.timestamp.isoformat(),
+        }
+    if entry.payload.get("event_id") == entry.event_id:
+        return entry.payload
+    return {**entry.payload, "event_id": entry.event_id}
+
+
+def pack_rows(rows: list[Doc]) -> Binary:
+    # Compressed JSON: a fraction of the bytes FerretDB/PostgreSQL would store and index as a document.
+    return Binary(zlib.compress(json.dumps(rows, separators=(",", ":")).encode(), 1))
+
+
+def unpack_rows(packed: bytes) -> list[Doc]:
+    rows: list[Doc] = json.loads(zlib.decompress(packed))
+    return rows
+
+
+def _owner(doc: Doc) -> Stamp:
+    if "s" not in doc:  # entries stored before the ledger was split (p and o fields)
+        return (int(doc["p"]), int(doc["o"]))
+    _, partition, offset = str(doc["s"]).split("|")
+    return (int(partition), int(offset))
 
 
 async def _insert_new(col: AsyncCollection[Doc], docs: list[Doc]) -> list[Any]:
@@ -73,6 +117,8 @@ async def _insert_new(col: AsyncCollection[Doc], docs: list[Doc]) -> list[Any]:
 class MongoUsageStore:
     def __init__(self, db: AsyncDatabase[Doc], member_cache_size: int = 200_000) -> None:
         self._ledger = db[LEDGER]
+        self._records = db[LEDGER_RECORDS]
+        self._chunks = db[LEDGER_CHUNKS]
         self._members = db[MEMBERS]
         self._aggregates = db[AGGREGATES]
         self._days = db[DAYS]
@@ -83,19 +129,60 @@ class MongoUsageStore:
 
     async def claim_ledger(self, deliveries: Sequence[Delivery]) -> dict[str, Stamp]:
         now = datetime.now(UTC)
-        docs = [ledger_doc(d, now) for d in deliveries]
-        existing = set(await _insert_new(self._ledger, docs))
-        owners = {d.entry.event_id: d.stamp for d in deliveries if d.entry.event_id not in existing}
-        # Within one batch the first copy of an id was inserted; its later copies are duplicates.
-        seen: set[str] = set()
+        stamps = list(dict.fromkeys(d.stamp for d in deliveries))
+        markers = [{"_id": stamp_key(stamp), "at": now} for stamp in stamps]
+        redelivered = set(await _insert_new(self._records, markers))
+        first: dict[str, Delivery] = {}
+        stamps_of: dict[str, set[Stamp]] = defaultdict(set)
         for d in deliveries:
-            if d.entry.event_id in seen:
-                existing.add(d.entry.event_id)
-            seen.add(d.entry.event_id)
-        if existing:
-            async for doc in self._ledger.find({"_id": {"$in": list(existing)}}, {"p": 1, "o": 1}):
-                owners[doc["_id"]] = (int(doc["p"]), int(doc["o"]))
+            first.setdefault(d.entry.event_id, d)
+            stamps_of[d.entry.event_id].add(d.stamp)
+        docs = [
+            {"_id": event_id, "s": f"{d.entry.day}|{d.partition}|{d.offset}"} for event_id, d in first.items()
+        ]
+        stored_before = await _insert_new(self._ledger, docs)
+        owners = {event_id: d.stamp for event_id, d in first.items()}
+        for event_id in stored_before:
+            del owners[event_id]
+        # Stored before by one of these records in an earlier attempt, or by another record: only a
+        # redelivered record can be the owner, and only then is the owner read back.
+        unsure = [i for i in stored_before if any(stamp_key(s) in redelivered for s in stamps_of[i])]
+        if unsure:
+            async for doc in self._ledger.find({"_id": {"$in": unsure}}, {"s": 1, "p": 1, "o": 1}):
+                owner = _owner(doc)
+                if owner in stamps_of[doc["_id"]]:
+                    owners[doc["_id"]] = owner
+        await self._store_payloads(deliveries, owners, now)
         return owners
+
+    async def _store_payloads(
+        self, deliveries: Sequence[Delivery], owners: dict[str, Stamp], now: datetime
+    ) -> None:
+        """One chunk per record and day with the events the record owns (identical on redelivery)."""
+        rows: dict[tuple[Stamp, str], list[Doc]] = defaultdict(list)
+        tenants: dict[Stamp, str] = {}
+        done: set[str] = set()
+        for d in deliveries:
+            event_id = d.entry.event_id
+            if owners.get(event_id) != d.stamp or event_id in done:
+                continue
+            done.add(event_id)
+            rows[(d.stamp, d.entry.day)].append(ledger_row(d.entry))
+            tenants[d.stamp] = d.entry.tenant_id
+        await _insert_new(
+            self._chunks,
+            [
+                {
+                    "_id": f"{stamp_key(stamp)}|{day}",
+                    "tenant_id": tenants[stamp],
+                    "day": day,
+                    "n": len(items),
+                    "at": now,
+                    "z": pack_rows(items),
+                }
+                for (stamp, day), items in rows.items()
+            ],
+        )
 
     async def claim_members(self, candidates: dict[str, tuple[str, Stamp]]) -> dict[str, Stamp]:
         owners: dict[str, Stamp] = {}

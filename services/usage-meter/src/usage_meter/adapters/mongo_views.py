@@ -4,7 +4,7 @@ day close/sync status, tenant limits, quota states, watermarks, ledger export an
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -17,10 +17,13 @@ from .mongo_store import (
     DAY_SYNC,
     DAYS,
     LEDGER,
+    LEDGER_CHUNKS,
+    LEDGER_RECORDS,
     MEMBERS,
     QUOTA_STATES,
     TENANT_LIMITS,
     WATERMARKS,
+    unpack_rows,
 )
 
 Doc = dict[str, Any]
@@ -150,15 +153,31 @@ class MongoUsageViews:
 
     # --- ledger export and retention -------------------------------------------------------------
     async def ledger(self, tenant_id: str | None, start: datetime, end: datetime) -> AsyncIterator[Doc]:
-        query: Doc = {"ts": {"$gte": start, "$lt": end}}
-        if tenant_id:
-            query["tenant_id"] = tenant_id
-        async for doc in self._db[LEDGER].find(query).sort([("ts", 1), ("_id", 1)]).batch_size(2000):
-            yield doc
+        """Events with start <= timestamp < end (wire payload + `event_id`), ordered by timestamp and
+        event id; read one day at a time, so memory holds one day of the export at most."""
+        day = start.astimezone(UTC).date()
+        while datetime(day.year, day.month, day.day, tzinfo=UTC) < end:
+            query: Doc = {"day": day.isoformat()}
+            if tenant_id:
+                query["tenant_id"] = tenant_id
+            rows = []
+            async for doc in self._db[LEDGER_CHUNKS].find(query, {"z": 1}):
+                for row in unpack_rows(doc["z"]):
+                    at = datetime.fromisoformat(row["timestamp"])
+                    if start <= at < end:
+                        rows.append((at, row["event_id"], row))
+            rows.sort(key=lambda r: (r[0], r[1]))
+            for _, _, row in rows:
+                yield row
+            day += timedelta(days=1)
 
     async def expire(self, older_than: datetime) -> int:
-        """Deletes ledger entries (events) older than the retention; aggregates are kept."""
-        result = await self._db[LEDGER].delete_many({"ts": {"$lt": older_than}})
+        """Deletes ledger entries (events) of the days before `older_than`'s UTC day, with their
+        payloads; aggregates are kept. Returns the number of events deleted."""
+        cutoff = older_than.astimezone(UTC).date().isoformat()
+        result = await self._db[LEDGER].delete_many({"s": {"$lt": cutoff}})
+        await self._db[LEDGER_CHUNKS].delete_many({"day": {"$lt": cutoff}})
+        await self._db[LEDGER_RECORDS].delete_many({"at": {"$lt": older_than}})
         return int(result.deleted_count)
 
     async def member_count(self, tenant_id: str) -> int:

@@ -5,6 +5,8 @@ Why it is exactly once under at-least-once delivery (redelivery, duplicates, cra
   *stamp* of the delivery that stored it. A delivery whose stamp owns the entry is *effective*: the
   first copy of the event, or a redelivery of that same Kafka record after a crash. Any other copy is
   a duplicate and is only counted.
+- One Kafka record may carry many events (a bulk batch): they share the record's stamp, and all of
+  them are folded into a document in the same write, so the stamp still says "in or not".
 - Each aggregate document stores, per partition, the highest offset it has applied, and is replaced
   as a whole in one version-guarded write. An effective delivery is folded into a document only if
   its offset is above that position. Records of one partition are applied in offset order and a batch
@@ -65,7 +67,13 @@ class UsageIngestor:
         started = time.perf_counter()
         owners = await self._store.claim_ledger(deliveries)
         result.seconds["ledger"] = time.perf_counter() - started
-        effective = [d for d in deliveries if owners.get(d.entry.event_id) == d.stamp]
+        effective: list[Delivery] = []
+        seen: set[str] = set()
+        for d in deliveries:
+            # The owning delivery counts, once (a record could carry an id twice).
+            if owners.get(d.entry.event_id) == d.stamp and d.entry.event_id not in seen:
+                seen.add(d.entry.event_id)
+                effective.append(d)
         result.effective = len(effective)
         result.duplicates = len(deliveries) - len(effective)
         if not effective:
@@ -129,8 +137,13 @@ class UsageIngestor:
             pending = [d for d in items if not agg.applied(d.stamp)]
             if not pending:
                 return 0
+            counted: set[Stamp] = set()  # a record's new members count once, with its first event
             for d in pending:
-                agg.add(d.entry, d.stamp, counters.get((agg_id, d.stamp), ()))
+                new_members: Sequence[str] = ()
+                if d.stamp not in counted:
+                    counted.add(d.stamp)
+                    new_members = counters.get((agg_id, d.stamp), ())
+                agg.add(d.entry, d.stamp, new_members)
             if await self._store.save_aggregate(agg):
                 return 1
             log.warning("aggregate changed by another writer; reloading", extra={"fields": {"id": agg_id}})

@@ -12,8 +12,10 @@ from ..domain.model import Aggregate, Delivery, Stamp
 
 class UsageStore(Protocol):
     async def claim_ledger(self, deliveries: Sequence[Delivery]) -> dict[str, Stamp]:
-        """Insert ledger entries (one per event id, insert-only); returns, for every event id given,
-        the stamp of the delivery that owns the stored entry (the first one ever stored)."""
+        """Insert ledger entries (one per event id, insert-only, with the event's payload); returns,
+        for each event id whose stored entry is owned by one of the given deliveries (the first
+        delivery ever stored, or a redelivery of it), that delivery's stamp. Ids owned by other
+        deliveries (duplicates) are absent."""
         ...
 
     async def claim_members(self, candidates: dict[str, tuple[str, Stamp]]) -> dict[str, Stamp]:

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import cached_property
 from typing import Any, Literal
 
 from ailab_contracts.events.usage import DELTA_METERS, decimal_text
@@ -71,15 +72,17 @@ class UsageEntry:
     model: str | None = None
     project_id: str | None = None
     agent_id: str | None = None
-    raw: str = field(default="", compare=False)  # the event's wire envelope (JSON), kept for export
+    # The event's wire payload (JSON-ready), kept in the ledger for export; not part of equality.
+    payload: dict[str, Any] | None = field(default=None, compare=False)
 
-    @property
+    @cached_property
     def day(self) -> str:
-        return day_of(self.timestamp)
+        """UTC day, YYYY-MM-DD (the timestamp is stored in UTC); computed once, used per aggregate."""
+        return self.timestamp.astimezone(UTC).date().isoformat()
 
     @property
     def month(self) -> str:
-        return month_of(self.timestamp)
+        return self.day[:7]
 
     def dimension(self, name: str) -> str | None:
         return {

@@ -279,9 +279,8 @@ async def export_usage(
         raise _invalid("from", "from must be before to")
     views = _services(request).views
 
-    def row(doc: dict[str, Any]) -> dict[str, Any]:
-        envelope = json.loads(doc["raw"])
-        return {"event_id": doc["_id"], **envelope["payload"]}
+    def row(event: dict[str, Any]) -> dict[str, Any]:
+        return {"event_id": event["event_id"], **{k: v for k, v in event.items() if k != "event_id"}}
 
     async def jsonl() -> AsyncIterator[bytes]:
         async for doc in views.ledger(tenant_id, start, end):

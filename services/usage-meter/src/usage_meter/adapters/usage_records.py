@@ -1,0 +1,146 @@
+"""Decoding records of `ailab.usage.events` into usage entries.
+
+Two record types carry usage: `usage.UsageRecorded` (one event; run-executor, registry storage) and
+`usage.UsageBatchRecorded` (up to 1,000 events with their own ids; the bulk API). Both end up as the
+same `UsageEntry`s, deduplicated by event id. A record's problems are reported per item: the good
+items of a batch still count, the record goes to the dead-letter topic once, naming the bad items
+(replaying it later is harmless: its good items are duplicates by then)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from ailab_contracts import EventRegistry
+from ailab_contracts.events.usage import UsageBatchEvent, UsageBatchRecorded, UsageRecorded
+
+from ..domain.model import AcceptanceRules, UsageEntry
+
+USAGE_RECORDED = "usage.UsageRecorded"
+USAGE_BATCH_RECORDED = "usage.UsageBatchRecorded"
+USAGE_TYPES = frozenset({USAGE_RECORDED, USAGE_BATCH_RECORDED})
+
+
+class Rejected(Exception):
+    """The whole record is refused (unparseable, or its envelope and payload disagree)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass
+class DecodedRecord:
+    entries: list[UsageEntry] = field(default_factory=list)
+    problems: list[tuple[int, str, str]] = field(default_factory=list)  # (item index, reason, message)
+    repeated: int = 0  # items whose event id came earlier in the same record (counted once)
+
+
+def _entry(event: UsageRecorded, event_id: str, payload: dict[str, Any]) -> UsageEntry:
+    return UsageEntry(
+        event_id=event_id,
+        tenant_id=event.tenant_id,
+        user_id=event.user_id,
+        meter=event.meter,
+        quantity=event.quantity,
+        cost=event.cost_usd_estimate,
+        timestamp=event.timestamp.astimezone(UTC),
+        provider=event.provider,
+        model=event.model,
+        project_id=event.project_id,
+        agent_id=event.agent_id,
+        payload=payload,
+    )
+
+
+def entry_from(registry: EventRegistry, raw: dict[str, Any]) -> UsageEntry:
+    """The entry of a `usage.UsageRecorded` envelope (wire dict)."""
+    if raw.get("schema_version") == registry.latest_version(USAGE_RECORDED):
+        # Hot path (current version, no upcasting): validate the payload model and the envelope
+        # fields used here; the full envelope model costs as much again per event.
+        payload = raw["payload"]
+        event = UsageRecorded.model_validate(payload)
+        event_id = uuid.UUID(str(raw["event_id"]))
+        tenant = raw["tenant_id"]
+    else:
+        envelope, parsed = registry.parse(raw)
+        assert isinstance(parsed, UsageRecorded)
+        event, event_id, tenant = parsed, envelope.event_id, envelope.tenant_id
+        payload = parsed.model_dump(mode="json")
+    if tenant != event.tenant_id:
+        raise Rejected("tenant_mismatch", f"envelope tenant {tenant} != payload {event.tenant_id}")
+    return _entry(event, str(event_id), payload)
+
+
+BatchItem = tuple[int, UsageBatchEvent | None, str | None, Any]  # index, event, problem, wire item
+
+
+def _batch_events(registry: EventRegistry, raw: dict[str, Any]) -> list[BatchItem]:
+    """(index, validated event or None, problem, the item as sent) per item of a batch envelope."""
+    if raw.get("schema_version") != registry.latest_version(USAGE_BATCH_RECORDED):
+        _, parsed = registry.parse(raw)
+        assert isinstance(parsed, UsageBatchRecorded)
+        raw = {**raw, "payload": parsed.model_dump(mode="json")}
+    payload = raw["payload"]
+    tenant = raw["tenant_id"]
+    if not isinstance(payload, dict) or payload.get("tenant_id") != tenant:
+        got = payload.get("tenant_id") if isinstance(payload, dict) else None
+        raise Rejected("tenant_mismatch", f"envelope tenant {tenant} != payload {got}")
+    items = payload.get("events")
+    try:
+        batch = UsageBatchRecorded.model_validate(payload)
+        return [(i, event, None, items[i]) for i, event in enumerate(batch.events)]
+    except ValidationError:
+        pass  # find out which items are bad; the others still count
+    if not isinstance(items, list) or not items:
+        raise Rejected("invalid_event", "payload.events must be a non-empty list")
+    results: list[BatchItem] = []
+    for index, item in enumerate(items):
+        try:
+            event = UsageBatchEvent.model_validate(item)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            where = ".".join(str(p) for p in first.get("loc", ())) or "event"
+            results.append((index, None, f"{where}: {first.get('msg')}", item))
+            continue
+        if event.tenant_id != tenant:
+            results.append((index, None, f"tenant_id {event.tenant_id!r} is not {tenant!r}", item))
+            continue
+        results.append((index, event, None, item))
+    return results
+
+
+def decode(
+    registry: EventRegistry, raw: dict[str, Any], rules: AcceptanceRules, received: datetime
+) -> DecodedRecord:
+    """Entries of one record that pass the acceptance rules (timing relative to `received`, when the
+    record reached Kafka) and the problems of the others. Raises Rejected for a whole bad record."""
+    decoded = DecodedRecord()
+    if raw.get("event_type") == USAGE_RECORDED:
+        entry = entry_from(registry, raw)
+        problem = rules.timing_problem(entry.timestamp, received)
+        if problem:
+            decoded.problems.append((0, problem, f"timestamp {entry.timestamp.isoformat()}"))
+        else:
+            decoded.entries.append(entry)
+        return decoded
+    seen: set[str] = set()
+    for index, event, problem, item in _batch_events(registry, raw):
+        if event is None:
+            decoded.problems.append((index, "invalid_event", problem or "invalid"))
+            continue
+        event_id = str(event.event_id)
+        if event_id in seen:
+            decoded.repeated += 1
+            continue
+        seen.add(event_id)
+        timing = rules.timing_problem(event.timestamp, received)
+        if timing:
+            decoded.problems.append((index, timing, f"timestamp {event.timestamp.isoformat()}"))
+            continue
+        decoded.entries.append(_entry(event, event_id, item))
+    return decoded
