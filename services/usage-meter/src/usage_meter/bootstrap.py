@@ -46,6 +46,7 @@ def _wire(runtime: Runtime) -> None:
         producer=lambda: runtime.producer,
         watermarks=runtime.db[mongo_store.WATERMARKS],
         max_records=settings.consumer_max_records,
+        max_events=settings.consumer_max_events,
         session_timeout_ms=settings.consumer_session_timeout_ms,
         acceptance_grace=timedelta(seconds=settings.acceptance_grace_s),
         on_batch=quotas.mark,

@@ -27,7 +27,12 @@ class Settings(ServiceSettings):
         default=3600, description="Extra wait after the late-arrival window before a day closes."
     )
     retention_days: int = Field(default=90, description="Ledger entries older than this are deleted.")
-    consumer_max_records: int = Field(default=5000, description="Usage records per consumer batch.")
+    consumer_max_records: int = Field(default=5000, description="Kafka records per consumer batch, at most.")
+    consumer_max_events: int = Field(
+        default=20000,
+        description="Usage events per consumer batch, about (a bulk record carries up to 1,000): bigger "
+        "batches write each aggregate document less often per event; smaller ones bound the lag.",
+    )
     usage_consumer_enabled: bool = Field(
         default=True,
         description="Run the usage batch consumer (ledger + aggregates) in this process. Set false on "

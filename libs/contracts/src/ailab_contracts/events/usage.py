@@ -92,6 +92,11 @@ def _exact_decimal(value: Any) -> Decimal:
             parsed = Decimal(value.strip())
         except InvalidOperation as exc:
             raise ValueError(f"{value!r} is not a decimal number") from exc
+        if len(value) <= MAX_DIGITS - MAX_DECIMAL_PLACES and "e" not in value and "E" not in value:
+            # Common case: a short plain number has too few digits to break either limit.
+            if not parsed.is_finite():
+                raise ValueError("NaN and Infinity are not exact decimals")
+            return parsed
     elif isinstance(value, Decimal):
         parsed = value
     elif isinstance(value, int):

@@ -92,6 +92,7 @@ class UsageConsumer:
         producer: Callable[[], AIOKafkaProducer | None],
         watermarks: AsyncCollection[dict[str, Any]],
         max_records: int = 5000,
+        max_events: int = 20000,
         session_timeout_ms: int = 10_000,
         acceptance_grace: timedelta = timedelta(minutes=1),
         on_batch: Callable[[set[str]], Awaitable[None]] | None = None,
@@ -110,6 +111,8 @@ class UsageConsumer:
         self._producer = producer
         self._watermarks = watermarks
         self._max_records = max_records
+        self._max_events = max_events
+        self._events_per_record = 1.0  # moving average: how many records make max_events
         self._session_timeout_ms = session_timeout_ms
         self._on_batch = on_batch
         self.stats = IngestStats()
@@ -132,7 +135,7 @@ class UsageConsumer:
         try:
             while not stop.is_set():
                 polled_at = datetime.now(UTC)
-                batches = await consumer.getmany(timeout_ms=100, max_records=self._max_records)
+                batches = await consumer.getmany(timeout_ms=100, max_records=self._poll_size())
                 # Two-stage pipeline: this batch is parsed (CPU) while the previous one is written
                 # (database I/O); batches are still applied one after the other, in offset order.
                 parsed = self._parse(batches) if batches else None
@@ -152,6 +155,10 @@ class UsageConsumer:
                 with contextlib.suppress(BaseException):
                     await inflight
             await consumer.stop()
+
+    def _poll_size(self) -> int:
+        """Records to ask for: about max_events events, whether records carry one or a thousand."""
+        return max(1, min(self._max_records, int(self._max_events / self._events_per_record)))
 
     def _parse(self, batches: dict[Any, list[ConsumerRecord[bytes, bytes]]]) -> ParsedBatch:
         parse_started = time.perf_counter()
@@ -185,6 +192,10 @@ class UsageConsumer:
                     parsed.deliveries.append(Delivery(record.partition, record.offset, entry))
                     parsed.timestamps.append(record.timestamp)
         self.stats.time("parse", time.perf_counter() - parse_started)
+        records = sum(len(r) for r in batches.values())
+        if records:
+            per_record = max(1.0, (len(parsed.deliveries) + parsed.repeated) / records)
+            self._events_per_record = 0.5 * self._events_per_record + 0.5 * per_record
         return parsed
 
     async def _apply(

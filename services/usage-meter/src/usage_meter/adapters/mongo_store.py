@@ -16,6 +16,7 @@ The ledger is three insert-only collections, shaped for a cheap write per event:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import zlib
 from collections import OrderedDict, defaultdict
@@ -114,6 +115,18 @@ async def _insert_new(col: AsyncCollection[Doc], docs: list[Doc]) -> list[Any]:
         return [docs[e["index"]]["_id"] for e in errors]
 
 
+async def _insert_new_concurrently(
+    col: AsyncCollection[Doc], docs: list[Doc], slice_size: int = 2500
+) -> list[Any]:
+    """`_insert_new` in slices sent together: the server (FerretDB and PostgreSQL are separate
+    processes) works on several at once. Only for documents with distinct `_id`s."""
+    if len(docs) <= slice_size:
+        return await _insert_new(col, docs)
+    slices = [docs[i : i + slice_size] for i in range(0, len(docs), slice_size)]
+    found = await asyncio.gather(*(_insert_new(col, part) for part in slices))
+    return [i for part in found for i in part]
+
+
 class MongoUsageStore:
     def __init__(self, db: AsyncDatabase[Doc], member_cache_size: int = 200_000) -> None:
         self._ledger = db[LEDGER]
@@ -140,7 +153,7 @@ class MongoUsageStore:
         docs = [
             {"_id": event_id, "s": f"{d.entry.day}|{d.partition}|{d.offset}"} for event_id, d in first.items()
         ]
-        stored_before = await _insert_new(self._ledger, docs)
+        stored_before = await _insert_new_concurrently(self._ledger, docs)
         owners = {event_id: d.stamp for event_id, d in first.items()}
         for event_id in stored_before:
             del owners[event_id]

@@ -129,6 +129,9 @@ def decode(
             decoded.entries.append(entry)
         return decoded
     seen: set[str] = set()
+    # The acceptance window, computed once per record (AcceptanceRules.timing_problem, unrolled).
+    earliest = received - rules.late_arrival_window
+    latest = received + rules.future_tolerance
     for index, event, problem, item in _batch_events(registry, raw):
         if event is None:
             decoded.problems.append((index, "invalid_event", problem or "invalid"))
@@ -138,8 +141,8 @@ def decode(
             decoded.repeated += 1
             continue
         seen.add(event_id)
-        timing = rules.timing_problem(event.timestamp, received)
-        if timing:
+        if not earliest <= event.timestamp <= latest:
+            timing = rules.timing_problem(event.timestamp, received) or "timestamp_too_old"
             decoded.problems.append((index, timing, f"timestamp {event.timestamp.isoformat()}"))
             continue
         decoded.entries.append(_entry(event, event_id, item))

@@ -87,9 +87,9 @@ class UsageIngestor:
         for d in effective:
             entry = d.entry
             result.tenants.add(entry.tenant_id)
-            days.setdefault(
-                (entry.tenant_id, entry.day), day_start(entry.day) + timedelta(days=1) + self._close_after
-            )
+            tenant_day = (entry.tenant_id, entry.day)
+            if tenant_day not in days:
+                days[tenant_day] = day_start(entry.day) + timedelta(days=1) + self._close_after
             for agg_id in aggregate_ids(entry):
                 contributions[agg_id].append(d)
                 for key, counter in member_keys(agg_id, entry):
