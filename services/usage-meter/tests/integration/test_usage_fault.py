@@ -22,10 +22,11 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from pymongo import AsyncMongoClient
 
 from ailab_contracts import REGISTRY, new_envelope
-from ailab_contracts.events.usage import UsageRecorded
+from ailab_contracts.events.usage import UsageBatchRecorded, UsageRecorded
 from ailab_runtime.kafka import encode, ensure_topics
 from tests.support.infra import Infra
 from usage_meter.adapters.mongo_store import AGGREGATES, LEDGER
@@ -52,7 +53,9 @@ class MeterProcess:
             "MONGODB_DATABASE": database,
             "TOPIC_PREFIX": prefix,
             "ENVIRONMENT": "test",
-            "CONSUMER_MAX_RECORDS": "200",  # small batches: a kill lands between ledger and aggregate writes
+            # Small batches: a kill lands between ledger and aggregate writes.
+            "CONSUMER_MAX_RECORDS": "200",
+            "CONSUMER_MAX_EVENTS": "300",
             "LOG_LEVEL": "WARNING",
             "CONSUMER_SESSION_TIMEOUT_MS": "6000",  # the broker's minimum: a killed member leaves sooner
             "PORT": str(free_port()),
@@ -82,14 +85,16 @@ class MeterProcess:
                 self.proc.kill()
 
 
-def make_events(count: int, seed: int) -> tuple[list[UsageEntry], list[bytes]]:
-    """`count` distinct events over 6 tenants, today and yesterday, and the log to produce: every
-    event once plus ~15 % republished copies, shuffled (reordered) within the run."""
+def make_events(count: int, seed: int) -> tuple[list[UsageEntry], list[bytes], list[str]]:
+    """`count` distinct events over 6 tenants, today and yesterday, and the log to produce: about half
+    the events one per record (`usage.UsageRecorded`, as run-executor sends them), the others in
+    `usage.UsageBatchRecorded` records of 2-40 (as the bulk API sends them); every record once plus
+    ~15 % republished copies, shuffled (reordered) within the run."""
     rng = random.Random(seed)
     now = datetime.now(UTC)
     tenants = [f"ten_{uuid.uuid4().hex[:8]}" for _ in range(6)]
+    by_tenant: dict[str, list[tuple[str, UsageRecorded]]] = {t: [] for t in tenants}
     distinct: list[UsageEntry] = []
-    messages: list[tuple[str, bytes]] = []
     for _ in range(count):
         tenant = rng.choice(tenants)
         meter = rng.choice(["requests", "tokens_in", "tokens_out", "storage_mb"])
@@ -106,13 +111,11 @@ def make_events(count: int, seed: int) -> tuple[list[UsageEntry], list[bytes]]:
             request_id="req",
             timestamp=now - timedelta(minutes=rng.randint(0, 60 * 30)),
         )
-        envelope = new_envelope(
-            REGISTRY, event, stream_id=f"run:{tenant}", stream_version=1, tenant_id=tenant, producer="test"
-        )
-        wire = envelope.to_wire()
+        event_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        by_tenant[tenant].append((event_id, event))
         distinct.append(
             UsageEntry(
-                event_id=str(envelope.event_id),
+                event_id=event_id,
                 tenant_id=tenant,
                 user_id=event.user_id,
                 meter=meter,
@@ -125,10 +128,35 @@ def make_events(count: int, seed: int) -> tuple[list[UsageEntry], list[bytes]]:
                 agent_id=event.agent_id,
             )
         )
-        messages.append((tenant, encode(wire)))
-    messages += rng.sample(messages, count * 15 // 100)
+    messages: list[tuple[str, bytes]] = []
+    for tenant, events in by_tenant.items():
+        while events:
+            size = 1 if rng.random() < 0.5 else rng.randint(2, 40)
+            group, events = events[:size], events[size:]
+            messages.append((tenant, record(tenant, group)))
+    messages += rng.sample(messages, len(messages) * 15 // 100)
     rng.shuffle(messages)
-    return distinct, [m for _, m in messages], [t for t, _ in messages]  # type: ignore[return-value]
+    return distinct, [m for _, m in messages], [t for t, _ in messages]
+
+
+def record(tenant: str, events: list[tuple[str, UsageRecorded]]) -> bytes:
+    """One Kafka record value: a single event's envelope, or a batch of several."""
+    if len(events) == 1:
+        event_id, event = events[0]
+        envelope = new_envelope(
+            REGISTRY, event, stream_id=f"run:{tenant}", stream_version=1, tenant_id=tenant, producer="test"
+        )
+        return encode({**envelope.to_wire(), "event_id": event_id})
+    batch = UsageBatchRecorded.model_validate(
+        {
+            "tenant_id": tenant,
+            "events": [{**e.model_dump(mode="json"), "event_id": event_id} for event_id, e in events],
+        }
+    )
+    envelope = new_envelope(
+        REGISTRY, batch, stream_id=f"usage-bulk:{tenant}", stream_version=1, tenant_id=tenant, producer="test"
+    )
+    return encode(envelope.to_wire())
 
 
 async def produce(
@@ -154,6 +182,8 @@ async def committed_all(bootstrap: str, group: str, topic: str) -> bool:
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(group)
+    except KafkaError:
+        return False  # e.g. no group coordinator yet, just after the broker restarted: ask again
     finally:
         await admin.close()
     from aiokafka import AIOKafkaConsumer
@@ -162,6 +192,9 @@ async def committed_all(bootstrap: str, group: str, topic: str) -> bool:
     await consumer.start()
     try:
         ends = await consumer.end_offsets([tp for tp in offsets if tp.topic == topic])
+        # aiokafka's group-less coordinator raises CancelledError from stop() if its background
+        # task has not run yet; let it start first.
+        await asyncio.sleep(0.01)
     finally:
         await consumer.stop()
     return bool(ends) and all(offsets[tp].offset >= end for tp, end in ends.items())
