@@ -176,6 +176,15 @@ def test_a_request_too_large_for_one_record_is_split_in_order_within_the_limit()
     assert [env.stream_version for env, _ in parsed] == list(range(1, len(values) + 1))
     assert {env.stream_id for env, _ in parsed} == {"usage-bulk:acme:req-9"}
     assert len({env.event_id for env, _ in parsed}) == len(values)
+    # a hundred records and more: the longer stream positions still fit, even when events fill them
+    same = [_batch_event(7).model_copy(update={"event_id": uuid.uuid4()}) for _ in range(300)]
+    (one,) = batch_record_values(same[:1], tenant_id="acme", now=NOW, request_id=None)
+    limit = len(one) + len(same[0].model_dump_json()) + 2  # two events exactly, with a one-digit position
+    values = batch_record_values(same, tenant_id="acme", now=NOW, request_id=None, max_bytes=limit)
+    assert len(values) >= 100 and max(len(v) for v in values) <= limit
+    assert [e["event_id"] for v in values for e in json.loads(v)["payload"]["events"]] == [
+        str(e.event_id) for e in same
+    ]
     # an event larger than the limit on its own still travels, alone
     assert (
         len(batch_record_values(events[-2:], tenant_id="acme", now=NOW, request_id=None, max_bytes=10)) == 2

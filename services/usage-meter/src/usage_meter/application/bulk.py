@@ -190,8 +190,8 @@ def batch_record_values(
     whole = _EVENTS.dump_json(list(events))  # the usual case: one serializer call for all of them
     if len(head) + len(whole) + 2 <= max_bytes and len(events) <= MAX_BATCH_EVENTS:
         return [head + whole + b"}}"]
-    # Every head has the same length (the record id is a uuid), so the budget holds for all records.
-    budget = max_bytes - len(head) - len(b"[]}}")
+    # Heads differ only in their position's digits (the record id is a uuid): budget for the longest.
+    budget = max_bytes - len(head) - (len(str(len(events))) - 1) - len(b"[]}}")
     chunks: list[list[bytes]] = [[]]
     size = 0
     for event in events:
