@@ -1,9 +1,11 @@
-"""Pure rules: per-event validation of bulk ingestion, deterministic event ids, quota states and the
-quota evaluator's transitions (in-memory views and recorder)."""
+"""Pure rules: per-event validation of bulk ingestion, the `usage.UsageBatchRecorded` records it
+produces, deterministic event ids, quota states and the quota evaluator's transitions (in-memory views
+and recorder)."""
 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -12,7 +14,16 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from usage_meter.application.bulk import event_id_for, ingest_bulk
+from ailab_contracts import REGISTRY
+from ailab_contracts.events.usage import UsageBatchEvent, UsageBatchRecorded
+from usage_meter.application.bulk import (
+    CLIENT_ID_NAMESPACE,
+    batch_record_values,
+    event_id_for,
+    event_id_text,
+    ingest_bulk,
+    random_event_id,
+)
 from usage_meter.application.jobs import QuotaEvaluator
 from usage_meter.domain.model import AcceptanceRules, quota_state, storage_limit_mb
 
@@ -68,12 +79,140 @@ async def test_each_event_is_judged_on_its_own_and_only_accepted_ones_are_produc
         ("accepted", None),
         ("accepted", None),
     ]
-    assert len(sink.messages) == 2  # "a" twice in one request is produced once
+    assert [r.event_id for r in results if r.status == "rejected"] == [None] * 7
+    assert results[8].event_id == results[0].event_id == str(event_id_for("acme", "a"))
+    assert len(sink.messages) == 1  # one record for the request
     key, value = sink.messages[0]
     envelope = json.loads(value)
-    assert key == b"acme" and envelope["event_id"] == str(event_id_for("acme", "a"))
-    assert envelope["payload"]["user_id"] == "usr_1" and envelope["payload"]["quantity"] == "10"
-    assert envelope["event_type"] == "usage.UsageRecorded" and envelope["tenant_id"] == "acme"
+    assert key == b"acme"
+    assert envelope["event_type"] == "usage.UsageBatchRecorded" and envelope["schema_version"] == 1
+    assert envelope["tenant_id"] == "acme" and envelope["producer"] == "usage-meter"
+    assert envelope["occurred_at"] == NOW.isoformat() and envelope["stream_version"] == 1
+    assert envelope["stream_id"] == f"usage-bulk:acme:{envelope['event_id']}"  # no request id here
+    assert uuid.UUID(envelope["event_id"]).version == 4
+    assert envelope["event_id"] not in {r.event_id for r in results}  # the record's own id
+    payload = envelope["payload"]
+    assert payload["tenant_id"] == "acme"
+    # "a" twice in one request is produced once; the rejected ones not at all
+    assert [e["event_id"] for e in payload["events"]] == [results[0].event_id, results[9].event_id]
+    first, storage = payload["events"]
+    assert first == {
+        "event_id": str(event_id_for("acme", "a")),
+        "tenant_id": "acme",
+        "user_id": "usr_1",
+        "project_id": None,
+        "agent_id": None,
+        "run_id": None,
+        "tool_id": None,
+        "meter": "tokens_in",
+        "quantity": "10",
+        "cost_usd_estimate": None,
+        "provider": "internal",
+        "model": None,
+        "request_id": "a",
+        "timestamp": "2026-11-27T12:00:00Z",
+        "dimensions": {},
+    }
+    assert storage["quantity"] == "-3" and storage["request_id"] == "bulk-9"
+    assert uuid.UUID(storage["event_id"]).version == 4  # no client id: a random id
+
+
+async def test_the_record_is_a_valid_usage_batch_recorded_envelope() -> None:
+    sink = Captured()
+    items = [
+        {
+            "event_id": f"req_{i}",
+            "meter": "tokens_out",
+            "quantity": "1.50",
+            "cost_usd_estimate": "0.000125",
+            "provider": "openai",
+            "model": "gpt-4o",
+            "user_id": "usr_8f2c",
+            "project_id": "prj_01",
+            "timestamp": "2026-11-27T11:59:00+00:00",
+            "dimensions": {"endpoint": "chat", "latency_ms": 12, "cached": False},
+        }
+        for i in range(3)
+    ]
+    results = await ingest_bulk(
+        items, tenant_id="acme", principal="usr_1", rules=RULES, publisher=sink, request_id="req-7", now=NOW
+    )
+    ((_, value),) = sink.messages
+    envelope, batch = REGISTRY.parse(json.loads(value))
+    assert isinstance(batch, UsageBatchRecorded)
+    assert envelope.event_type == "usage.UsageBatchRecorded" and envelope.schema_version == 1
+    assert envelope.stream_id == "usage-bulk:acme:req-7" and envelope.stream_version == 1
+    assert envelope.correlation_id == envelope.causation_id == "req-7"
+    assert batch.tenant_id == "acme"
+    assert [str(e.event_id) for e in batch.events] == [r.event_id for r in results]
+    assert [e.request_id for e in batch.events] == ["req_0", "req_1", "req_2"]
+    assert batch.events[0].quantity == Decimal("1.5") and batch.events[0].user_id == "usr_8f2c"
+    assert batch.events[0].dimensions == {"endpoint": "chat", "latency_ms": 12, "cached": False}
+
+
+def _batch_event(i: int, pad: int = 0) -> UsageBatchEvent:
+    return UsageBatchEvent(
+        event_id=event_id_for("acme", str(i)),
+        tenant_id="acme",
+        user_id="usr_1",
+        meter="requests",
+        quantity=Decimal(i),
+        provider="internal",
+        request_id=f"r{i}",
+        timestamp=NOW,
+        dimensions={"pad": "x" * pad},
+    )
+
+
+def test_a_request_too_large_for_one_record_is_split_in_order_within_the_limit() -> None:
+    events = [_batch_event(i, pad=i * 10) for i in range(50)]
+    (single,) = batch_record_values(events, tenant_id="acme", now=NOW, request_id="req-9")
+    limit = len(single) // 4
+    values = batch_record_values(events, tenant_id="acme", now=NOW, request_id="req-9", max_bytes=limit)
+    assert len(values) > 4 and all(len(v) <= limit for v in values)
+    parsed = [REGISTRY.parse(json.loads(v)) for v in values]
+    assert [e.event_id for _, batch in parsed for e in batch.events] == [e.event_id for e in events]
+    assert all(isinstance(batch, UsageBatchRecorded) for _, batch in parsed)
+    assert [env.stream_version for env, _ in parsed] == list(range(1, len(values) + 1))
+    assert {env.stream_id for env, _ in parsed} == {"usage-bulk:acme:req-9"}
+    assert len({env.event_id for env, _ in parsed}) == len(values)
+    # a hundred records and more: the longer stream positions still fit, even when events fill them
+    same = [_batch_event(7).model_copy(update={"event_id": uuid.uuid4()}) for _ in range(300)]
+    (one,) = batch_record_values(same[:1], tenant_id="acme", now=NOW, request_id=None)
+    limit = len(one) + len(same[0].model_dump_json()) + 2  # two events exactly, with a one-digit position
+    values = batch_record_values(same, tenant_id="acme", now=NOW, request_id=None, max_bytes=limit)
+    assert len(values) >= 100 and max(len(v) for v in values) <= limit
+    assert [e["event_id"] for v in values for e in json.loads(v)["payload"]["events"]] == [
+        str(e.event_id) for e in same
+    ]
+    # an event larger than the limit on its own still travels, alone
+    assert (
+        len(batch_record_values(events[-2:], tenant_id="acme", now=NOW, request_id=None, max_bytes=10)) == 2
+    )
+
+
+def test_no_more_than_a_batch_worth_of_events_in_one_record() -> None:
+    events = [_batch_event(i) for i in range(1001)]
+    values = batch_record_values(events, tenant_id="acme", now=NOW, request_id=None)
+    assert [len(json.loads(v)["payload"]["events"]) for v in values] == [1000, 1]
+
+
+async def test_nothing_accepted_produces_nothing() -> None:
+    sink = Captured()
+    await ingest_bulk(
+        [{"meter": "bogus"}], tenant_id="acme", principal="usr_1", rules=RULES, publisher=sink, now=NOW
+    )
+    assert sink.messages == []
+
+
+def test_event_id_texts_are_the_uuid_module_s() -> None:
+    for client_id in ["a", "req_5b1e9a-in", "é\u00ff", "x" * 200]:
+        expected = uuid.uuid5(CLIENT_ID_NAMESPACE, f"acme\x1f{client_id}")
+        assert event_id_text("acme", client_id) == str(expected) == str(event_id_for("acme", client_id))
+    for _ in range(200):
+        text = random_event_id()
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
 
 
 def test_client_ids_map_to_stable_per_tenant_event_ids() -> None:

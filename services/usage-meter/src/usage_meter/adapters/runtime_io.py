@@ -12,6 +12,8 @@ from ailab_contracts.topics import USAGE
 from ailab_runtime.errors import ApiError
 from ailab_runtime.service import Runtime
 
+from ..application.bulk import USAGE_BATCH_RECORDED, USAGE_BATCH_RECORDED_VERSION
+
 
 class RuntimeRecorder:
     def __init__(self, runtime: Runtime) -> None:
@@ -42,7 +44,8 @@ class KafkaUnavailable(Exception):
 
 
 class KafkaUsagePublisher:
-    """Produces bulk-ingested envelopes on the shared acks=all idempotent producer."""
+    """Produces the bulk API's `usage.UsageBatchRecorded` records on the shared acks=all idempotent
+    producer (its max_request_size is aiokafka's default 1 MiB: bulk.MAX_RECORD_BYTES stays below)."""
 
     def __init__(self, runtime: Runtime, timeout_s: float = 10.0) -> None:
         self._runtime = runtime
@@ -61,7 +64,10 @@ class KafkaUsagePublisher:
         if producer is None:
             raise KafkaUnavailable("not connected to Kafka yet")
         topic = self._runtime.settings.topic(USAGE)
-        headers = [("event_type", b"usage.UsageRecorded"), ("schema_version", b"1")]
+        headers = [
+            ("event_type", USAGE_BATCH_RECORDED.encode()),
+            ("schema_version", str(USAGE_BATCH_RECORDED_VERSION).encode()),
+        ]
         try:
             futures = [
                 await producer.send(topic, value=value, key=key, headers=headers) for key, value in messages

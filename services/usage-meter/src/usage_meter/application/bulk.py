@@ -1,39 +1,73 @@
 """Bulk ingestion (POST /v1/tenants/{tenant_id}/usage/events): each event validated on its own,
-accepted ones produced to Kafka as `usage.UsageRecorded` (acks=all) before the answer; no database
-write on this path. A client id maps to a deterministic event id, so a retried id counts once."""
+accepted ones produced to Kafka together as `usage.UsageBatchRecorded` records (one per request, more
+only when it would exceed the size a Kafka record may have; acks=all) before the answer; no database
+write on this path. A client id maps to a deterministic event id, so a retried id counts once.
+
+A hot path (the benchmark wants 20,000 events/s on two cores), hence the hand-rolled uuid texts and
+the JSON built from pydantic's serializer output instead of per-event dicts."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from ailab_contracts.events.usage import DELTA_METERS, METERS, UsageRecorded
+from ailab_contracts.events.usage import DELTA_METERS, MAX_BATCH_EVENTS, METERS, UsageBatchEvent
 
 from ..domain.model import AcceptanceRules
 
 # Namespace of event ids derived from (tenant, client event id); fixed forever.
 CLIENT_ID_NAMESPACE = uuid.UUID("5b0c6f2e-2f43-4a55-9d7e-6a8f0c1d2e31")
-USAGE_RECORDED = "usage.UsageRecorded"
+USAGE_BATCH_RECORDED = "usage.UsageBatchRecorded"
+USAGE_BATCH_RECORDED_VERSION = 1
+# Kafka refuses records over 1 MiB by default (broker message.max.bytes, aiokafka max_request_size);
+# the rest is left for the key, headers and record-batch framing.
+MAX_RECORD_BYTES = 900_000
+
+_NAMESPACE_SHA1 = hashlib.sha1(CLIENT_ID_NAMESPACE.bytes)
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}  # RFC 4122 variant
+_METERS = frozenset(METERS)
+_EVENT = TypeAdapter(UsageBatchEvent)
+_EVENTS = TypeAdapter(list[UsageBatchEvent])
+
+
+def _uuid_text(hex32: str, version: str) -> str:
+    """Canonical text of a UUID from 32 hex digits, with its version and variant set (what
+    str(uuid.UUID(...)) gives, at a third of the cost)."""
+    h = hex32
+    return f"{h[:8]}-{h[8:12]}-{version}{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+
+
+def event_id_text(tenant_id: str, client_id: str) -> str:
+    """str(event_id_for(tenant_id, client_id)): the uuid5, without building UUID objects."""
+    digest = _NAMESPACE_SHA1.copy()
+    digest.update(f"{tenant_id}\x1f{client_id}".encode())
+    return _uuid_text(digest.hexdigest(), "5")
 
 
 def event_id_for(tenant_id: str, client_id: str) -> uuid.UUID:
-    return uuid.uuid5(CLIENT_ID_NAMESPACE, f"{tenant_id}\x1f{client_id}")
+    return uuid.UUID(event_id_text(tenant_id, client_id))
+
+
+def random_event_id() -> str:
+    """str(uuid.uuid4())."""
+    return _uuid_text(os.urandom(16).hex(), "4")
 
 
 class UsagePublisher(Protocol):
     async def publish_all(self, messages: Sequence[tuple[bytes, bytes]]) -> None:
-        """Produce (key, value) messages and return once every one is acknowledged (acks=all)."""
+        """Produce (key, value) `usage.UsageBatchRecorded` records and return once every one is
+        acknowledged (acks=all)."""
         ...
 
 
-@dataclass(frozen=True)
-class ItemResult:
+class ItemResult(NamedTuple):
     index: int
     client_event_id: str | None
     event_id: str | None
@@ -54,6 +88,16 @@ def _reason(errors: list[dict[str, Any]], item: dict[str, Any]) -> tuple[str, st
     )
 
 
+def _timing_message(problem: str, rules: AcceptanceRules) -> str:
+    if problem == "timestamp_in_future":
+        return f"timestamp is more than {rules.future_tolerance} ahead of the server clock"
+    return f"timestamp is older than the late-arrival window ({rules.late_arrival_window})"
+
+
+def _rejected(index: int, client_id: str | None, reason: str, message: str) -> tuple[ItemResult, None]:
+    return ItemResult(index, client_id, None, "rejected", reason, message), None
+
+
 def validate_item(
     index: int,
     item: Any,
@@ -62,67 +106,107 @@ def validate_item(
     principal: str,
     rules: AcceptanceRules,
     now: datetime,
-) -> tuple[ItemResult, UsageRecorded | None]:
+    now_text: str | None = None,
+) -> tuple[ItemResult, UsageBatchEvent | None]:
+    """Judge one event of a request; an accepted one comes back as the batch item to produce."""
     if not isinstance(item, dict):
         return ItemResult(
             index, None, None, "rejected", "invalid_event", "each event must be an object"
         ), None
-    client_id = item.get("event_id")
+    body = item.copy()
+    client_id = body.pop("event_id", None)
     if client_id is not None and (not isinstance(client_id, str) or not 1 <= len(client_id) <= 200):
         return (
             ItemResult(index, None, None, "rejected", "invalid_event", "event_id: 1-200 characters"),
             None,
         )
 
-    def rejected(reason: str, message: str) -> tuple[ItemResult, None]:
-        return ItemResult(index, client_id, None, "rejected", reason, message), None
-
     if item.get("tenant_id") not in (None, tenant_id):
-        return rejected("tenant_mismatch", f"tenant_id {item.get('tenant_id')!r} is not {tenant_id!r}")
-    meter = item.get("meter")
-    if isinstance(meter, str) and meter not in METERS:
-        return rejected("unknown_meter", f"unknown meter {meter!r}; known: {', '.join(METERS)}")
-    body = {k: v for k, v in item.items() if k != "event_id"}
+        return _rejected(
+            index, client_id, "tenant_mismatch", f"tenant_id {item.get('tenant_id')!r} is not {tenant_id!r}"
+        )
+    meter = body.get("meter")
+    if isinstance(meter, str) and meter not in _METERS:
+        return _rejected(
+            index, client_id, "unknown_meter", f"unknown meter {meter!r}; known: {', '.join(METERS)}"
+        )
     body["tenant_id"] = tenant_id
     body.setdefault("user_id", principal)
     body.setdefault("provider", "internal")
     body.setdefault("request_id", client_id or f"bulk-{index}")
-    body.setdefault("timestamp", now.isoformat())
+    body.setdefault("timestamp", now_text or now.isoformat())
+    event_id = event_id_text(tenant_id, client_id) if client_id else random_event_id()
+    body["event_id"] = event_id
     try:
-        event = UsageRecorded.model_validate(body)
+        event = _EVENT.validate_python(body)
     except ValidationError as exc:
-        return rejected(*_reason(exc.errors(include_url=False), item))
+        return _rejected(index, client_id, *_reason(exc.errors(include_url=False), item))
     if event.quantity < 0 and event.meter not in DELTA_METERS:
-        return rejected("negative_quantity", f"quantity of meter {event.meter} cannot be negative")
-    problem = rules.timing_problem(event.timestamp, now)
-    if problem == "timestamp_in_future":
-        return rejected(problem, f"timestamp is more than {rules.future_tolerance} ahead of the server clock")
-    if problem == "timestamp_too_old":
-        return rejected(
-            problem, f"timestamp is older than the late-arrival window ({rules.late_arrival_window})"
+        return _rejected(
+            index, client_id, "negative_quantity", f"quantity of meter {event.meter} cannot be negative"
         )
-    event_id = event_id_for(tenant_id, client_id) if client_id else uuid.uuid4()
-    return ItemResult(index, client_id, str(event_id), "accepted"), event
+    problem = rules.timing_problem(event.timestamp, now)
+    if problem is not None:
+        return _rejected(index, client_id, problem, _timing_message(problem, rules))
+    return ItemResult(index, client_id, event_id, "accepted"), event
 
 
-def envelope_bytes(
-    event: UsageRecorded, event_id: str, client_id: str | None, *, now: datetime, request_id: str | None
-) -> bytes:
-    """The wire envelope of one accepted event (same shape EventEnvelope.to_wire() gives)."""
+def _record_head(tenant_id: str, position: int, *, now_text: str, request_id: str | None) -> bytes:
+    """A record's envelope up to (not including) its events list: the payload is written last, so
+    the events' JSON is appended as it is, with no re-encoding."""
+    record_id = random_event_id()
     envelope = {
-        "event_id": event_id,
-        "event_type": USAGE_RECORDED,
-        "schema_version": 1,
-        "stream_id": f"usage-bulk:{event.tenant_id}:{client_id or event_id}",
-        "stream_version": 1,
-        "tenant_id": event.tenant_id,
-        "occurred_at": now.isoformat(),
+        "event_id": record_id,
+        "event_type": USAGE_BATCH_RECORDED,
+        "schema_version": USAGE_BATCH_RECORDED_VERSION,
+        "stream_id": f"usage-bulk:{tenant_id}:{request_id or record_id}",
+        "stream_version": position,
+        "tenant_id": tenant_id,
+        "occurred_at": now_text,
         "producer": "usage-meter",
         "correlation_id": request_id,
         "causation_id": request_id,
-        "payload": event.model_dump(mode="json"),
+        "payload": {"tenant_id": tenant_id},
     }
-    return json.dumps(envelope, separators=(",", ":")).encode()
+    text = json.dumps(envelope, separators=(",", ":")).encode()
+    return text[: -len(b"}}")] + b',"events":'
+
+
+def batch_record_values(
+    events: Sequence[UsageBatchEvent],
+    *,
+    tenant_id: str,
+    now: datetime,
+    request_id: str | None,
+    max_bytes: int = MAX_RECORD_BYTES,
+) -> list[bytes]:
+    """Wire envelopes of `usage.UsageBatchRecorded` carrying `events` in order: one record, or as few
+    as keep each within max_bytes and MAX_BATCH_EVENTS (an event alone larger still gets a record).
+    Split records are positions 1, 2, ... of the request's stream."""
+    if not events:
+        return []
+    now_text = now.isoformat()
+    head = _record_head(tenant_id, 1, now_text=now_text, request_id=request_id)
+    whole = _EVENTS.dump_json(list(events))  # the usual case: one serializer call for all of them
+    if len(head) + len(whole) + 2 <= max_bytes and len(events) <= MAX_BATCH_EVENTS:
+        return [head + whole + b"}}"]
+    # Heads differ only in their position's digits (the record id is a uuid): budget for the longest.
+    budget = max_bytes - len(head) - (len(str(len(events))) - 1) - len(b"[]}}")
+    chunks: list[list[bytes]] = [[]]
+    size = 0
+    for event in events:
+        part = _EVENT.dump_json(event)
+        current = chunks[-1]
+        if current and (size + len(part) + 1 > budget or len(current) == MAX_BATCH_EVENTS):
+            chunks.append([])
+            current, size = chunks[-1], 0
+        current.append(part)
+        size += len(part) + 1
+    heads = [head] + [
+        _record_head(tenant_id, position, now_text=now_text, request_id=request_id)
+        for position in range(2, len(chunks) + 1)
+    ]
+    return [h + b"[" + b",".join(chunk) + b"]}}" for h, chunk in zip(heads, chunks, strict=True)]
 
 
 async def ingest_bulk(
@@ -134,27 +218,25 @@ async def ingest_bulk(
     publisher: UsagePublisher,
     request_id: str | None = None,
     now: datetime | None = None,
+    max_record_bytes: int = MAX_RECORD_BYTES,
 ) -> list[ItemResult]:
     now = now or datetime.now(UTC)
+    now_text = now.isoformat()
     results: list[ItemResult] = []
-    messages: list[tuple[bytes, bytes]] = []
-    sent: set[str] = set()
-    key = tenant_id.encode()
+    accepted: list[UsageBatchEvent] = []
+    sent: set[str | None] = set()
     for index, item in enumerate(items):
         result, event = validate_item(
-            index, item, tenant_id=tenant_id, principal=principal, rules=rules, now=now
+            index, item, tenant_id=tenant_id, principal=principal, rules=rules, now=now, now_text=now_text
         )
         results.append(result)
-        if event is not None and result.event_id is not None and result.event_id not in sent:
+        if event is not None and result.event_id not in sent:
             sent.add(result.event_id)  # the same client id twice in one request is sent once
-            messages.append(
-                (
-                    key,
-                    envelope_bytes(
-                        event, result.event_id, result.client_event_id, now=now, request_id=request_id
-                    ),
-                )
-            )
-    if messages:
-        await publisher.publish_all(messages)
+            accepted.append(event)
+    if accepted:
+        key = tenant_id.encode()
+        values = batch_record_values(
+            accepted, tenant_id=tenant_id, now=now, request_id=request_id, max_bytes=max_record_bytes
+        )
+        await publisher.publish_all([(key, value) for value in values])
     return results

@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
+import pydantic_core
 from fastapi import APIRouter, Body, Query, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from ailab_runtime.context import request_id_var
 from ailab_runtime.errors import ApiError, ErrorResponse
@@ -75,7 +76,7 @@ def _parse_month(value: str, field: str) -> str:
 )
 async def ingest_usage_events(
     tenant_id: str, body: Annotated[BulkUsageRequest, Body()], caller: Caller, request: Request
-) -> BulkIngestResponse | JSONResponse:
+) -> Response:
     """Accepted events are durably on Kafka (acks=all) before the 202; rejected ones say why."""
     services = _services(request)
     try:
@@ -92,7 +93,9 @@ async def ingest_usage_events(
             503, "kafka_unavailable", "usage events could not be stored; retry with the same ids"
         ) from exc
     accepted = sum(1 for r in results if r.status == "accepted")
-    return BulkIngestResponse.model_validate(
+    # The body BulkIngestResponse (response_model, for the docs) would give, serialized by pydantic in
+    # one call: validating 1,000 results into models (FastAPI does it twice) costs more than the rest.
+    content = pydantic_core.to_json(
         {
             "accepted": accepted,
             "rejected": len(results) - accepted,
@@ -109,6 +112,7 @@ async def ingest_usage_events(
             ],
         }
     )
+    return Response(content, status_code=202, media_type="application/json")
 
 
 @router.get(
