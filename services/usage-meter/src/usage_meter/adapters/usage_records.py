@@ -18,10 +18,10 @@ from pydantic import ValidationError
 from ailab_contracts import EventRegistry
 from ailab_contracts.events.usage import UsageBatchEvent, UsageBatchRecorded, UsageRecorded
 
+from ..application.bulk import USAGE_BATCH_RECORDED
 from ..domain.model import AcceptanceRules, UsageEntry
 
 USAGE_RECORDED = "usage.UsageRecorded"
-USAGE_BATCH_RECORDED = "usage.UsageBatchRecorded"
 USAGE_TYPES = frozenset({USAGE_RECORDED, USAGE_BATCH_RECORDED})
 
 
