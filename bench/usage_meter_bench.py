@@ -79,7 +79,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "ENVIRONMENT": "test",
         "LOG_LEVEL": "WARNING",
         "PORT": str(port),
-        "CONSUMER_MAX_RECORDS": str(args.consumer_batch),
+        "CONSUMER_MAX_EVENTS": str(args.consumer_events),
     }
     log = open(Path(tempfile.gettempdir()) / "usage_meter_bench_service.log", "wb")  # noqa: SIM115, ASYNC230
     procs = []
@@ -111,32 +111,42 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 json={"events": make_batch(tenants[0], 10, rng, sent)},
             )
             await wait_applied(stats, 10, 60)
+            # Request bodies serialized before the clock starts: the load generator shares the machine.
             batches = [
-                (tenants[i % len(tenants)], make_batch(tenants[i % len(tenants)], args.batch, rng, sent))
+                (
+                    tenants[i % len(tenants)],
+                    json.dumps(
+                        {"events": make_batch(tenants[i % len(tenants)], args.batch, rng, sent)}
+                    ).encode(),
+                )
                 for i in range(args.events // args.batch)
             ]
             total = 10 + len(batches) * args.batch
-            queue: asyncio.Queue[tuple[str, list[dict[str, Any]]]] = asyncio.Queue()
+            queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
             for b in batches:
                 queue.put_nowait(b)
 
             async def client_loop() -> None:
                 while not queue.empty():
-                    tenant, events = queue.get_nowait()
+                    tenant, body = queue.get_nowait()
                     started = time.perf_counter()
                     response = await client.post(
-                        f"/v1/tenants/{tenant}/usage/events", json={"events": events}
+                        f"/v1/tenants/{tenant}/usage/events",
+                        content=body,
+                        headers={"Content-Type": "application/json"},
                     )
                     request_ms.append((time.perf_counter() - started) * 1000)
-                    assert response.status_code == 202 and response.json()["accepted"] == len(events), (
+                    assert response.status_code == 202 and response.json()["accepted"] == args.batch, (
                         response.text
                     )
 
+            cpu_before = cpu_seconds(procs)
             started = time.perf_counter()
             await asyncio.gather(*(client_loop() for _ in range(args.clients)))
             api_s = time.perf_counter() - started
             applied = await wait_applied(stats, total, 600)
             e2e_s = time.perf_counter() - started
+            cpu_used = {k: round(v - cpu_before.get(k, 0.0), 2) for k, v in cpu_seconds(procs).items()}
             # Phase 2: lag at a steady rate the consumer sustains (phase 1 measures a backlog draining).
             await stats.get("/v1/admin/usage/ingest-stats", params={"reset_lag": "true"})
             paced = 0
@@ -201,9 +211,43 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "consumer": {
             k: applied[k] for k in ("batches", "applied", "duplicates", "aggregate_writes", "stage_seconds")
         },
+        "cpu_seconds_during_phase_1": cpu_used,
         "monthly_totals_mismatches": mismatches,
         "targets": {"events_per_s": 20000, "lag_p99_ms": 2000},
     }
+
+
+def cpu_seconds(procs: list[subprocess.Popen[bytes]]) -> dict[str, float]:
+    """CPU time (user + system) so far of the processes involved, by role (Linux /proc)."""
+    roles = {
+        str(p.pid): name for p, name in zip(procs, ("usage-meter API", "usage-meter consumer"), strict=False)
+    }
+    if len(procs) == 1:
+        roles = {str(procs[0].pid): "usage-meter"}
+    roles[str(os.getpid())] = "bench clients"
+    totals: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                head, _, tail = f.read().rpartition(")")
+        except OSError:
+            continue
+        fields = tail.split()
+        command = head.partition("(")[2]  # the executable's name, e.g. postgres, ferretdb-1.24.2, java
+        role = roles.get(pid) or next(
+            (
+                name
+                for prefix, name in (("postgres", "postgresql"), ("ferretdb", "ferretdb"), ("java", "kafka"))
+                if command.startswith(prefix)
+            ),
+            None,
+        )
+        if role:
+            totals[role] = totals.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return totals
 
 
 def spawn(env: dict[str, str], log: Any) -> subprocess.Popen[bytes]:
@@ -242,7 +286,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000, help="events per bulk request (max 1000)")
     parser.add_argument("--clients", type=int, default=4, help="concurrent HTTP clients")
     parser.add_argument("--tenants", type=int, default=20)
-    parser.add_argument("--consumer-batch", type=int, default=5000, help="records per consumer batch")
+    parser.add_argument(
+        "--consumer-events", type=int, default=20000, help="usage events per consumer batch, about"
+    )
     parser.add_argument("--lag-rate", type=int, default=2000, help="events/s of the steady lag phase")
     parser.add_argument("--lag-events", type=int, default=20000, help="events of the steady lag phase")
     parser.add_argument(

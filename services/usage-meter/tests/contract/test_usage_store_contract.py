@@ -4,6 +4,7 @@ adapter: a batch that dies after its ledger insert is completed exactly once by 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -101,6 +102,51 @@ async def test_aggregates_are_version_guarded(store: UsageStore) -> None:
     assert await store.save_aggregate(loaded)
     assert not await store.save_aggregate(agg)  # still at version 1
     assert (await store.load_aggregates([agg.id]))[agg.id].quantity == Decimal(12)
+
+
+@pytest.mark.integration
+async def test_a_writer_whose_cached_aggregate_went_stale_reloads_it(infra: Infra) -> None:
+    """After a rebalance another consumer may write an aggregate this one has cached: the version
+    guard refuses the stale write and the ingestor's reload reads the newer document."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(infra.mongodb_uri, tz_aware=True)
+    db = client[f"test_usage_store_{uuid.uuid4().hex[:8]}"]
+    try:
+        first, second = MongoUsageStore(db), MongoUsageStore(db)
+        close = timedelta(hours=1)
+        await UsageIngestor(first, day_close_after=close).apply([Delivery(0, 1, entry(1))])
+        await UsageIngestor(second, day_close_after=close).apply([Delivery(0, 2, entry(2))])
+        await UsageIngestor(first, day_close_after=close).apply([Delivery(0, 3, entry(3))])
+        fresh = MongoUsageStore(db)
+        agg_id = "d|acme|2026-11-27|tokens_in"
+        stored = (await fresh.load_aggregates([agg_id]))[agg_id]
+        assert (stored.quantity, stored.events, stored.positions) == (Decimal(6), 3, {0: 3})
+    finally:
+        await client.drop_database(db.name)
+        await client.close()
+
+
+@pytest.mark.integration
+async def test_a_batch_updating_hundreds_of_aggregates_completes(infra: Infra) -> None:
+    """FerretDB 1.24 hangs for good once as many updates are in flight as its PostgreSQL pool has
+    connections (50): the ingestor writes a few documents at a time."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(infra.mongodb_uri, tz_aware=True)
+    db = client[f"test_usage_store_{uuid.uuid4().hex[:8]}"]
+    try:
+        # A client that has been busy keeps up to 100 connections: as many updates in flight.
+        for _ in range(20):
+            await asyncio.gather(*(db.command("ping") for _ in range(100)))
+        ingestor = UsageIngestor(MongoUsageStore(db), day_close_after=timedelta(hours=1))
+        tenants = [f"t{n}" for n in range(60)]  # x (day, month) = 120 documents, each updated twice
+        for offset in (1, 2, 3):
+            batch = [
+                Delivery(0, offset * 100 + i, entry(offset * 100 + i, tenant=t))
+                for i, t in enumerate(tenants)
+            ]
+            result = await asyncio.wait_for(ingestor.apply(batch), 120)
+            assert result.documents == 120
+    finally:
+        await client.drop_database(db.name)
+        await client.close()
 
 
 @pytest.mark.parametrize("crash_after", [0, 1, 2])

@@ -192,6 +192,8 @@ class UsageRecorded(_Event):
     @field_validator("dimensions")
     @classmethod
     def _finite_numbers(cls, value: dict[str, DimensionValue]) -> dict[str, DimensionValue]:
+        if not value:
+            return value
         for key, item in value.items():
             if isinstance(item, float) and not math.isfinite(item):
                 raise ValueError(f"dimension {key!r}: NaN and Infinity are not JSON numbers")

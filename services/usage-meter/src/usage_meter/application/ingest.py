@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from ..domain.model import Aggregate, Delivery, Stamp, aggregate_ids, day_start, member_keys
+from ..domain.model import Aggregate, Delivery, Stamp, aggregate_ids, day_start, member_key
 from .ports import UsageStore
 
 log = logging.getLogger(__name__)
@@ -55,8 +55,10 @@ class UsageIngestor:
         *,
         day_close_after: timedelta,
         crash_after_writes: int | None = None,
+        concurrent_writes: int = 4,
     ) -> None:
         self._store = store
+        self._concurrent_writes = concurrent_writes
         self._close_after = day_close_after
         self._crash_after = crash_after_writes  # tests: fail after this many aggregate writes
 
@@ -80,41 +82,63 @@ class UsageIngestor:
             return result
 
         # Set members (unique users / projects): candidates with every stamp that could own them.
-        member_stamps: dict[str, list[Stamp]] = defaultdict(list)
-        member_meta: dict[str, tuple[str, str, str]] = {}  # key -> (tenant, aggregate id, counter)
+        # Hot loop (every event): aggregate ids once per tenant × day × meter, member keys as tuples
+        # (made strings once per distinct member), each stamp listed once per member.
+        member_stamps: dict[tuple[str, str, str], list[Stamp]] = {}
+        member_meta: dict[tuple[str, str, str], tuple[str, str]] = {}  # -> (tenant, counter)
         contributions: dict[str, list[Delivery]] = defaultdict(list)
         days: dict[tuple[str, str], datetime] = {}
+        ids_of: dict[tuple[str, str, str], list[str]] = {}
         for d in effective:
             entry = d.entry
-            result.tenants.add(entry.tenant_id)
-            tenant_day = (entry.tenant_id, entry.day)
-            if tenant_day not in days:
-                days[tenant_day] = day_start(entry.day) + timedelta(days=1) + self._close_after
-            for agg_id in aggregate_ids(entry):
+            stamp = d.stamp
+            where = (entry.tenant_id, entry.day, entry.meter)
+            agg_ids = ids_of.get(where)
+            if agg_ids is None:
+                agg_ids = ids_of[where] = aggregate_ids(entry)
+                result.tenants.add(entry.tenant_id)
+                if where[:2] not in days:
+                    days[where[:2]] = day_start(entry.day) + timedelta(days=1) + self._close_after
+            for agg_id in agg_ids:
                 contributions[agg_id].append(d)
-                for key, counter in member_keys(agg_id, entry):
-                    member_stamps[key].append(d.stamp)
-                    member_meta[key] = (entry.tenant_id, agg_id, counter)
+                members = [(agg_id, "u", entry.user_id)]
+                if entry.project_id:
+                    members.append((agg_id, "p", entry.project_id))
+                for member in members:
+                    stamps = member_stamps.get(member)
+                    if stamps is None:
+                        member_stamps[member] = [stamp]
+                        counter = "unique_users" if member[1] == "u" else "unique_projects"
+                        member_meta[member] = (entry.tenant_id, counter)
+                    elif stamps[-1] != stamp:
+                        stamps.append(stamp)
         started = time.perf_counter()
+        keys = {member: member_key(*member) for member in member_stamps}
         owners_of_members = await self._store.claim_members(
-            {key: (member_meta[key][0], stamps[0]) for key, stamps in member_stamps.items()}
+            {keys[m]: (member_meta[m][0], stamps[0]) for m, stamps in member_stamps.items()}
         )
         counters: dict[tuple[str, Stamp], list[str]] = defaultdict(list)
-        for key, stamps in member_stamps.items():
-            owner = owners_of_members[key]
+        for member, stamps in member_stamps.items():
+            owner = owners_of_members[keys[member]]
             if owner in stamps:
-                _, agg_id, counter = member_meta[key]
-                counters[(agg_id, owner)].append(counter)
+                counters[(member[0], owner)].append(member_meta[member][1])
 
         await self._store.note_days(days)
         result.seconds["members"] = time.perf_counter() - started
         started = time.perf_counter()
         aggregates = await self._store.load_aggregates(list(contributions))
         if self._crash_after is None:
-            # Distinct documents, one writer each: their writes can go out together.
-            saved = await asyncio.gather(
-                *(self._save(agg_id, items, aggregates, counters) for agg_id, items in contributions.items())
-            )
+            # Distinct documents, one writer each: their writes can go out together, a few at a time.
+            # FerretDB 1.24 holds one pooled PostgreSQL connection per update while it takes a second
+            # one; with as many updates in flight as its pool has connections (50), all of them wait
+            # forever. A few at a time is as fast and leaves room for the other services.
+            slots = asyncio.Semaphore(self._concurrent_writes)
+
+            async def save(agg_id: str, items: list[Delivery]) -> int:
+                async with slots:
+                    return await self._save(agg_id, items, aggregates, counters)
+
+            saved = await asyncio.gather(*(save(agg_id, items) for agg_id, items in contributions.items()))
             result.documents = sum(saved)
         else:
             for agg_id, items in contributions.items():
@@ -134,7 +158,8 @@ class UsageIngestor:
         """Fold the deliveries not yet in the document into it and store it; 1 if written."""
         for _attempt in range(5):
             agg = aggregates.get(agg_id) or Aggregate(agg_id)
-            pending = [d for d in items if not agg.applied(d.stamp)]
+            positions = agg.positions  # agg.applied(stamp), inlined: once per event and document
+            pending = [d for d in items if d.offset > positions.get(d.partition, -1)]
             if not pending:
                 return 0
             counted: set[Stamp] = set()  # a record's new members count once, with its first event

@@ -7,7 +7,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from functools import cached_property
 from typing import Any, Literal
 
 from ailab_contracts.events.usage import DELTA_METERS, decimal_text
@@ -77,10 +76,12 @@ class UsageEntry:
     # The event's wire payload (JSON-ready), kept in the ledger for export; not part of equality.
     payload: dict[str, Any] | None = field(default=None, compare=False)
 
-    @cached_property
-    def day(self) -> str:
-        """UTC day, YYYY-MM-DD (the timestamp is stored in UTC); computed once, used per aggregate."""
-        return self.timestamp.astimezone(UTC).date().isoformat()
+    # UTC day, YYYY-MM-DD: derived from the timestamp when the entry is built (read several times
+    # per event on the hot path; functools.cached_property costs more than computing it).
+    day: str = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.day = self.timestamp.astimezone(UTC).date().isoformat()
 
     @property
     def month(self) -> str:
@@ -102,10 +103,11 @@ class Delivery:
     partition: int
     offset: int
     entry: UsageEntry
+    # (partition, offset), built once: it is compared several times per event on the hot path.
+    stamp: Stamp = field(init=False, repr=False, compare=False)
 
-    @property
-    def stamp(self) -> Stamp:
-        return (self.partition, self.offset)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stamp", (self.partition, self.offset))
 
 
 def aggregate_ids(entry: UsageEntry) -> list[str]:
@@ -119,12 +121,9 @@ def aggregate_ids(entry: UsageEntry) -> list[str]:
     return ids
 
 
-def member_keys(aggregate_id: str, entry: UsageEntry) -> list[tuple[str, str]]:
-    """(set member key, counter) pairs: an entry's user and project within an aggregate's period."""
-    keys = [(f"{aggregate_id}|u|{entry.user_id}", "unique_users")]
-    if entry.project_id:
-        keys.append((f"{aggregate_id}|p|{entry.project_id}", "unique_projects"))
-    return keys
+def member_key(aggregate_id: str, kind: str, member: str) -> str:
+    """Key of a set member of an aggregate's period: kind `u` (user) or `p` (project)."""
+    return f"{aggregate_id}|{kind}|{member}"
 
 
 def parse_aggregate_id(aggregate_id: str) -> tuple[str, str, str, str]:
@@ -181,6 +180,22 @@ class Aggregate:
         partition, offset = stamp
         if offset > self.positions.get(partition, -1):
             self.positions[partition] = offset
+
+    def copy(self) -> Aggregate:
+        return Aggregate(
+            id=self.id,
+            quantity=self.quantity,
+            cost=self.cost,
+            events=self.events,
+            unique_users=self.unique_users,
+            unique_projects=self.unique_projects,
+            groups={
+                dim: {k: GroupTotal(g.quantity, g.cost, g.events) for k, g in values.items()}
+                for dim, values in self.groups.items()
+            },
+            positions=dict(self.positions),
+            version=self.version,
+        )
 
     def totals(self) -> tuple[Decimal, Decimal, int, int, int]:
         return (self.quantity, self.cost, self.events, self.unique_users, self.unique_projects)
