@@ -183,6 +183,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         from pymongo import MongoClient
 
         MongoClient(os.environ["MONGODB_URI"]).drop_database(database)
+        await delete_topics(os.environ["KAFKA_BOOTSTRAP_SERVERS"], prefix)
     request_ms.sort()
     events = len(batches) * args.batch
     return {
@@ -248,6 +249,21 @@ def cpu_seconds(procs: list[subprocess.Popen[bytes]]) -> dict[str, float]:
         if role:
             totals[role] = totals.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / tick
     return totals
+
+
+async def delete_topics(bootstrap: str, prefix: str) -> None:
+    """The run's topics (every service's, with the run's prefix): each partition keeps files open in
+    the broker, and repeated runs would pile them up."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        topics = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        if topics:
+            await admin.delete_topics(topics)
+    finally:
+        await admin.close()
 
 
 def spawn(env: dict[str, str], log: Any) -> subprocess.Popen[bytes]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -66,8 +67,6 @@ def _wire(runtime: Runtime) -> None:
 
 
 async def _run_consumer(runtime: Runtime, stop: asyncio.Event) -> None:
-    import logging
-
     log = logging.getLogger("usage_meter.consumer")
     services: UsageMeterServices = runtime.extras["usage"]
     while not stop.is_set():
@@ -128,6 +127,11 @@ def _setup(app: FastAPI) -> None:
 
 async def _indexes(db: AsyncDatabase[dict[str, Any]]) -> None:
     await mongo_store.ensure_indexes(db)
+    copied = await mongo_store.migrate_legacy_ledger(db)
+    if copied:
+        logging.getLogger("usage_meter").info(
+            "ledger payloads copied into chunks", extra={"fields": {"entries": copied}}
+        )
 
 
 SPEC = ServiceSpec(

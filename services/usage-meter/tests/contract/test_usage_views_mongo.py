@@ -4,6 +4,7 @@ ledger's export (owned payloads, ordered) and retention."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -14,7 +15,12 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from tests.support.infra import Infra
-from usage_meter.adapters.mongo_store import WATERMARKS, MongoUsageStore, ensure_indexes
+from usage_meter.adapters.mongo_store import (
+    WATERMARKS,
+    MongoUsageStore,
+    ensure_indexes,
+    migrate_legacy_ledger,
+)
 from usage_meter.adapters.mongo_views import MongoUsageViews
 from usage_meter.domain.model import Delivery, UsageEntry
 
@@ -130,3 +136,40 @@ async def test_retention_deletes_old_ledger_entries_and_keeps_aggregates(
     assert await db["usage_aggregates"].count_documents({}) == 1
     # Forgotten after retention: the same id would count again (the window the API documents).
     assert await store.claim_ledger([Delivery(0, 3, usage(1, old))]) == {"ev-1": (0, 3)}
+
+
+async def test_entries_stored_before_the_split_are_exported_and_expired(
+    views: tuple[MongoUsageViews, Any],
+) -> None:
+    """A database written by the earlier ledger (one document per event with its envelope, two
+    indexes): the start-up migration copies the payloads into chunks once and drops the indexes;
+    retention deletes the old entries by their timestamp."""
+    v, db = views
+    await db["usage_ledger"].create_index([("tenant_id", 1), ("ts", 1)])
+    await db["usage_ledger"].create_index("ts")
+    old, recent = T0 - timedelta(days=91), T0 - timedelta(days=1)
+    legacy = []
+    for n, at in ((1, old), (2, recent)):
+        envelope = {"event_id": f"ev-{n}", "payload": {**usage(n, at).payload, "request_id": f"legacy_{n}"}}  # type: ignore[dict-item]
+        legacy.append(
+            {
+                "_id": f"ev-{n}",
+                "tenant_id": "acme",
+                "ts": at,
+                "p": 0,
+                "o": n,
+                "at": at,
+                "raw": json.dumps(envelope),
+            }
+        )
+    await db["usage_ledger"].insert_many(legacy)
+    await ensure_indexes(db)
+    assert set(await db["usage_ledger"].index_information()) == {"_id_"}
+    assert await migrate_legacy_ledger(db) == 2
+    assert await migrate_legacy_ledger(db) == 0  # once
+    rows = [r async for r in v.ledger("acme", old, T0)]
+    assert [(r["event_id"], r["request_id"]) for r in rows] == [("ev-1", "legacy_1"), ("ev-2", "legacy_2")]
+    # Still dedupes: a new delivery of ev-2 is a duplicate.
+    assert await MongoUsageStore(db).claim_ledger([Delivery(0, 9, usage(2, recent))]) == {}
+    assert await v.expire(T0 - timedelta(days=90)) == 1
+    assert [r["event_id"] async for r in v.ledger("acme", old, T0)] == ["ev-2"]

@@ -43,12 +43,20 @@ DAY_SYNC = "usage_day_sync"
 TENANT_LIMITS = "tenant_limits"
 QUOTA_STATES = "quota_states"
 WATERMARKS = "consumer_watermarks"
+MIGRATIONS = "usage_migrations"
 CLOSE_REQUESTS = "day_close_requests"  # days an operator asked to close before their window ends
 
 Doc = dict[str, Any]
 
 
+LEGACY_LEDGER_INDEXES = ("tenant_id_1_ts_1", "ts_1")  # of the ledger before it was split
+
+
 async def ensure_indexes(db: AsyncDatabase[Doc]) -> None:
+    existing = await db[LEDGER].index_information() if LEDGER in await db.list_collection_names() else {}
+    for name in LEGACY_LEDGER_INDEXES:
+        if name in existing:
+            await db[LEDGER].drop_index(name)  # every ledger insert would keep maintaining it
     await db[LEDGER_CHUNKS].create_index([("day", 1), ("tenant_id", 1)])
     await db[MEMBERS].create_index("tenant_id")
     await db[AGGREGATES].create_index([("tenant_id", 1), ("kind", 1), ("period", 1)])
@@ -56,6 +64,41 @@ async def ensure_indexes(db: AsyncDatabase[Doc]) -> None:
     await db[DAYS].create_index("tenant_id")
     await db[DAY_SYNC].create_index("tenant_id")
     await db[QUOTA_STATES].create_index("tenant_id")
+
+
+async def migrate_legacy_ledger(db: AsyncDatabase[Doc], page: int = 1000) -> int:
+    """Once per database: copies the payloads of ledger entries stored before the ledger was split
+    (`raw` envelope inside the entry) into payload chunks, so export keeps finding them. The entries
+    themselves stay (they still dedupe); retention deletes them by their `ts`. Idempotent: chunks
+    have deterministic ids, and a marker records completion. Returns the entries copied."""
+    if await db[MIGRATIONS].find_one({"_id": "ledger-payload-chunks"}):
+        return 0
+    copied = 0
+    chunks: list[Doc] = []
+    fields = {"raw": 1, "p": 1, "o": 1, "tenant_id": 1, "ts": 1, "at": 1}
+    async for doc in db[LEDGER].find({"raw": {"$exists": True}}, fields):
+        envelope = json.loads(doc["raw"])
+        day = doc["ts"].astimezone(UTC).date().isoformat()
+        chunks.append(
+            {
+                "_id": f"{doc['p']}|{doc['o']}|{day}",
+                "tenant_id": doc["tenant_id"],
+                "day": day,
+                "n": 1,
+                "at": doc.get("at") or datetime.now(UTC),
+                "z": pack_rows([{**envelope["payload"], "event_id": doc["_id"]}]),
+            }
+        )
+        if len(chunks) >= page:
+            await _insert_new(db[LEDGER_CHUNKS], chunks)
+            copied += len(chunks)
+            chunks = []
+    await _insert_new(db[LEDGER_CHUNKS], chunks)
+    copied += len(chunks)
+    await _insert_new(
+        db[MIGRATIONS], [{"_id": "ledger-payload-chunks", "at": datetime.now(UTC), "copied": copied}]
+    )
+    return copied
 
 
 def stamp_key(stamp: Stamp) -> str:

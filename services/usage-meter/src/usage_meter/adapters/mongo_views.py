@@ -176,9 +176,10 @@ class MongoUsageViews:
         payloads; aggregates are kept. Returns the number of events deleted."""
         cutoff = older_than.astimezone(UTC).date().isoformat()
         result = await self._db[LEDGER].delete_many({"s": {"$lt": cutoff}})
+        legacy = await self._db[LEDGER].delete_many({"ts": {"$lt": older_than}})  # stored before the split
         await self._db[LEDGER_CHUNKS].delete_many({"day": {"$lt": cutoff}})
         await self._db[LEDGER_RECORDS].delete_many({"at": {"$lt": older_than}})
-        return int(result.deleted_count)
+        return int(result.deleted_count) + int(legacy.deleted_count)
 
     async def member_count(self, tenant_id: str) -> int:
         return int(await self._db[MEMBERS].count_documents({"tenant_id": tenant_id}))
