@@ -173,6 +173,12 @@ async def test_bulk_answers_per_event_and_aggregates_are_exact(meter: Meter) -> 
     (month,) = monthly.json()["items"]
     assert month["month"] == now.strftime("%Y-%m") and month["meters"]["requests"]["quantity"] == "3"
     await meter.until(lambda: _dups(meter), what="duplicates counted")
+    exposed = await meter.client.get("/metrics", headers={"X-Internal-Token": ""})
+    assert exposed.status_code == 200 and exposed.headers["content-type"].startswith("text/plain")
+    samples = dict(line.rsplit(" ", 1) for line in exposed.text.splitlines() if not line.startswith("#"))
+    assert int(samples["usage_events_duplicate_total"]) >= 2
+    assert int(samples["usage_events_applied_total"]) >= 4
+    assert "# TYPE usage_events_duplicate_total counter" in exposed.text
 
     dash = await meter.client.get(f"/v1/tenants/{t}/analytics/dashboard")
     assert dash.status_code == 200, dash.text

@@ -334,7 +334,83 @@ async def ingest_stats(
     }
 
 
-ROUTERS = [router, admin]
+metrics = APIRouter(tags=["metrics"])
+
+# (name, type, help, value of this process) in the Prometheus text exposition format.
+METRICS: list[tuple[str, str, str, Any]] = [
+    (
+        "usage_records_consumed_total",
+        "counter",
+        "Kafka records read from ailab.usage.events.",
+        lambda s: s.consumer.stats.records,
+    ),
+    (
+        "usage_events_applied_total",
+        "counter",
+        "Usage events applied to ledger and aggregates.",
+        lambda s: s.consumer.stats.applied,
+    ),
+    (
+        "usage_events_duplicate_total",
+        "counter",
+        "Usage events whose id was already in the ledger (counted, never applied).",
+        lambda s: s.consumer.stats.duplicates,
+    ),
+    (
+        "usage_records_dead_lettered_total",
+        "counter",
+        "Records sent to ailab.usage.events.dlq.",
+        lambda s: s.consumer.stats.dead_lettered,
+    ),
+    (
+        "usage_aggregate_writes_total",
+        "counter",
+        "Aggregate documents written.",
+        lambda s: s.consumer.stats.aggregate_writes,
+    ),
+    (
+        "usage_consumer_batches_total",
+        "counter",
+        "Consumer batches committed.",
+        lambda s: s.consumer.stats.batches,
+    ),
+    (
+        "usage_days_closed_total",
+        "counter",
+        "Days closed (usage.DailyUsageClosed published).",
+        lambda s: s.closer.closed,
+    ),
+    (
+        "usage_quota_events_total",
+        "counter",
+        "usage.QuotaStateChanged events published.",
+        lambda s: s.quotas.published,
+    ),
+]
+
+
+@metrics.get(
+    "/metrics",
+    summary="This process's counters in the Prometheus text format (no authentication, like /healthz)",
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus exposition format 0.0.4"}},
+)
+async def prometheus_metrics(request: Request) -> Response:
+    services = _services(request)
+    lines = []
+    for name, kind, help_text, value in METRICS:
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {value(services)}"]
+    lag = services.consumer.stats.snapshot()["lag_ms"]
+    lines += [
+        "# HELP usage_event_lag_seconds Event-to-aggregate lag of recent events.",
+        "# TYPE usage_event_lag_seconds gauge",
+    ]
+    for key, quantile in (("p50", "0.5"), ("p99", "0.99")):
+        if lag[key] is not None:
+            lines.append(f'usage_event_lag_seconds{{quantile="{quantile}"}} {lag[key] / 1000}')
+    return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+
+
+ROUTERS = [router, admin, metrics]
 __all__ = ["GROUP_DIMENSIONS", "ROUTERS"]
 
 
