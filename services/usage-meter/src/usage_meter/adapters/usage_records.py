@@ -19,7 +19,7 @@ from ailab_contracts import EventRegistry
 from ailab_contracts.events.usage import UsageBatchEvent, UsageBatchRecorded, UsageRecorded
 
 from ..application.bulk import USAGE_BATCH_RECORDED
-from ..domain.model import AcceptanceRules, UsageEntry
+from ..domain.model import AcceptanceRules, UsageEntry, timing_problem_within
 
 USAGE_RECORDED = "usage.UsageRecorded"
 USAGE_TYPES = frozenset({USAGE_RECORDED, USAGE_BATCH_RECORDED})
@@ -129,9 +129,7 @@ def decode(
             decoded.entries.append(entry)
         return decoded
     seen: set[str] = set()
-    # The acceptance window, computed once per record (AcceptanceRules.timing_problem, unrolled).
-    earliest = received - rules.late_arrival_window
-    latest = received + rules.future_tolerance
+    bounds = rules.bounds(received)  # once per record
     for index, event, problem, item in _batch_events(registry, raw):
         if event is None:
             decoded.problems.append((index, "invalid_event", problem or "invalid"))
@@ -141,8 +139,8 @@ def decode(
             decoded.repeated += 1
             continue
         seen.add(event_id)
-        if not earliest <= event.timestamp <= latest:
-            timing = rules.timing_problem(event.timestamp, received) or "timestamp_too_old"
+        timing = timing_problem_within(event.timestamp, bounds)
+        if timing:
             decoded.problems.append((index, timing, f"timestamp {event.timestamp.isoformat()}"))
             continue
         decoded.entries.append(_entry(event, event_id, item))

@@ -20,7 +20,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from ailab_contracts.events.usage import DELTA_METERS, MAX_BATCH_EVENTS, METERS, UsageBatchEvent
 
-from ..domain.model import AcceptanceRules
+from ..domain.model import AcceptanceRules, timing_problem_within
 
 # Namespace of event ids derived from (tenant, client event id); fixed forever.
 CLIENT_ID_NAMESPACE = uuid.UUID("5b0c6f2e-2f43-4a55-9d7e-6a8f0c1d2e31")
@@ -107,6 +107,7 @@ def validate_item(
     rules: AcceptanceRules,
     now: datetime,
     now_text: str | None = None,
+    bounds: tuple[datetime, datetime] | None = None,
 ) -> tuple[ItemResult, UsageBatchEvent | None]:
     """Judge one event of a request; an accepted one comes back as the batch item to produce."""
     if not isinstance(item, dict):
@@ -145,7 +146,7 @@ def validate_item(
         return _rejected(
             index, client_id, "negative_quantity", f"quantity of meter {event.meter} cannot be negative"
         )
-    problem = rules.timing_problem(event.timestamp, now)
+    problem = timing_problem_within(event.timestamp, bounds or rules.bounds(now))
     if problem is not None:
         return _rejected(index, client_id, problem, _timing_message(problem, rules))
     return ItemResult(index, client_id, event_id, "accepted"), event
@@ -222,12 +223,20 @@ async def ingest_bulk(
 ) -> list[ItemResult]:
     now = now or datetime.now(UTC)
     now_text = now.isoformat()
+    bounds = rules.bounds(now)
     results: list[ItemResult] = []
     accepted: list[UsageBatchEvent] = []
     sent: set[str | None] = set()
     for index, item in enumerate(items):
         result, event = validate_item(
-            index, item, tenant_id=tenant_id, principal=principal, rules=rules, now=now, now_text=now_text
+            index,
+            item,
+            tenant_id=tenant_id,
+            principal=principal,
+            rules=rules,
+            now=now,
+            now_text=now_text,
+            bounds=bounds,
         )
         results.append(result)
         if event is not None and result.event_id not in sent:

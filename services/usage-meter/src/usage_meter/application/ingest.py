@@ -162,13 +162,9 @@ class UsageIngestor:
             pending = [d for d in items if d.offset > positions.get(d.partition, -1)]
             if not pending:
                 return 0
-            counted: set[Stamp] = set()  # a record's new members count once, with its first event
-            for d in pending:
-                new_members: Sequence[str] = ()
-                if d.stamp not in counted:
-                    counted.add(d.stamp)
-                    new_members = counters.get((agg_id, d.stamp), ())
-                agg.add(d.entry, d.stamp, new_members)
+            # A record's new members count once, however many of its events are here.
+            stamps = {d.stamp for d in pending}
+            agg.add_all(pending, [c for stamp in stamps for c in counters.get((agg_id, stamp), ())])
             if await self._store.save_aggregate(agg):
                 return 1
             log.warning("aggregate changed by another writer; reloading", extra={"fields": {"id": agg_id}})
