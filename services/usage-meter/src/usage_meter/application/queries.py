@@ -9,7 +9,7 @@ from typing import Any
 
 from ailab_contracts.events.usage import decimal_text
 
-from ..domain.model import GROUP_DIMENSIONS, month_of
+from ..domain.model import GROUP_DIMENSIONS, groups_of, month_of
 
 
 def _meter_view(doc: dict[str, Any], group_by: str | None) -> dict[str, Any]:
@@ -23,7 +23,7 @@ def _meter_view(doc: dict[str, Any], group_by: str | None) -> dict[str, Any]:
     if group_by:
         view["groups"] = {
             g["k"]: {"quantity": g["q"], "cost_usd_estimate": g["c"], "events": g["n"]}
-            for g in doc.get("groups", {}).get(group_by, [])
+            for g in groups_of(doc).get(group_by, [])
         }
     return view
 
@@ -110,7 +110,7 @@ async def monthly(
 def _top(docs: list[dict[str, Any]], dimension: str, n: int) -> list[dict[str, Any]]:
     totals: dict[str, list[Any]] = {}
     for doc in docs:
-        for g in doc.get("groups", {}).get(dimension, []):
+        for g in groups_of(doc).get(dimension, []):
             t = totals.setdefault(g["k"], [Decimal(0), 0])
             t[0] += Decimal(g["c"])
             t[1] += g["n"]

@@ -3,6 +3,7 @@ documents exactly once, and quota states. No I/O here; the ingestor and the adap
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -256,13 +257,18 @@ class Aggregate:
             "events": self.events,
             "unique_users": self.unique_users,
             "unique_projects": self.unique_projects,
-            "groups": {
-                dim: [
-                    {"k": k, "q": decimal_text(g.quantity), "c": decimal_text(g.cost), "n": g.events}
-                    for k, g in sorted(values.items())
-                ]
-                for dim, values in self.groups.items()
-            },
+            # One JSON string, not nested documents: FerretDB rewrites a document with ~20 nested
+            # group entries at ~1.6x the cost (measured 3.6 vs 2.2 ms of database CPU per replace).
+            "groups": json.dumps(
+                {
+                    dim: [
+                        {"k": k, "q": decimal_text(g.quantity), "c": decimal_text(g.cost), "n": g.events}
+                        for k, g in sorted(values.items())
+                    ]
+                    for dim, values in self.groups.items()
+                },
+                separators=(",", ":"),
+            ),
             "pos": {str(p): o for p, o in self.positions.items()},
             "v": self.version,
         }
@@ -278,11 +284,21 @@ class Aggregate:
             unique_projects=int(doc["unique_projects"]),
             groups={
                 dim: {g["k"]: GroupTotal(Decimal(g["q"]), Decimal(g["c"]), int(g["n"])) for g in values}
-                for dim, values in doc.get("groups", {}).items()
+                for dim, values in groups_of(doc).items()
             },
             positions={int(p): int(o) for p, o in doc.get("pos", {}).items()},
             version=int(doc.get("v", 0)),
         )
+
+
+def groups_of(doc: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """An aggregate document's groups, `{dimension: [{"k", "q", "c", "n"}]}`: stored as one JSON
+    string (documents written before that hold the same structure as nested documents)."""
+    groups = doc.get("groups") or {}
+    if isinstance(groups, str):
+        parsed: dict[str, list[dict[str, Any]]] = json.loads(groups)
+        return parsed
+    return dict(groups)
 
 
 def recompute(entries: Iterable[UsageEntry]) -> dict[str, Aggregate]:

@@ -1,0 +1,56 @@
+"""An aggregate document round-trips through its stored form (groups as one JSON string), documents
+written before that (nested group documents) still read the same, and folding a batch at once
+(`add_all`) equals adding event by event."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from usage_meter.domain.model import Aggregate, Delivery, UsageEntry, comparable, groups_of
+
+pytestmark = pytest.mark.unit
+
+
+def entry(n: int, model: str, project: str | None) -> UsageEntry:
+    return UsageEntry(
+        event_id=f"ev-{n}",
+        tenant_id="acme",
+        user_id="u1",
+        meter="tokens_in",
+        quantity=Decimal(n) / 10,
+        cost=None if n % 3 == 0 else Decimal("0.000001") * n,
+        timestamp=datetime(2026, 11, 27, 12, tzinfo=UTC),
+        provider="openai",
+        model=model,
+        project_id=project,
+    )
+
+
+DELIVERIES = [
+    Delivery(0, 7, entry(n, model, project))
+    for n, (model, project) in enumerate([("gpt-4o", "p1"), ("gpt-4o", None), ("o3", "p1"), ("o3", "p2")] * 3)
+]
+
+
+def test_folding_a_batch_at_once_equals_adding_each_event() -> None:
+    one_by_one, at_once = Aggregate("d|acme|2026-11-27|tokens_in"), Aggregate("d|acme|2026-11-27|tokens_in")
+    for d in DELIVERIES:
+        one_by_one.add(d.entry, d.stamp)
+    at_once.add_all(DELIVERIES, ["unique_users"])
+    assert comparable(at_once)[:3] == comparable(one_by_one)[:3] and at_once.groups == one_by_one.groups
+    assert at_once.positions == {0: 7} and at_once.unique_users == 1
+
+
+def test_the_stored_form_round_trips_and_older_nested_groups_still_read() -> None:
+    agg = Aggregate("d|acme|2026-11-27|tokens_in")
+    agg.add_all(DELIVERIES)
+    doc = agg.to_doc()
+    assert isinstance(doc["groups"], str)
+    back = Aggregate.from_doc(doc)
+    assert comparable(back) == comparable(agg) and back.positions == agg.positions
+    older = {**doc, "groups": groups_of(doc)}  # as documents were stored before
+    assert comparable(Aggregate.from_doc(older)) == comparable(agg)
+    assert [g["k"] for g in groups_of(older)["model"]] == ["gpt-4o", "o3"]
