@@ -130,8 +130,19 @@ async def test_retention_deletes_old_ledger_entries_and_keeps_aggregates(
     old, recent = T0 - timedelta(days=91), T0 - timedelta(days=89)
     await store.claim_ledger([Delivery(0, 1, usage(1, old)), Delivery(0, 2, usage(2, recent))])
     await db["usage_aggregates"].insert_one({"_id": "d|acme|2026-08-28|requests", "tenant_id": "acme"})
+    members = {
+        f"d|acme|{old.date()}|requests|u|u1": "gone",
+        f"m|acme|{old.strftime('%Y-%m')}|requests|u|u1": "gone",  # that month ended before the cutoff
+        f"d|acme|{recent.date()}|requests|u|u1": "kept",
+        f"m|acme|{recent.strftime('%Y-%m')}|requests|u|u1": "kept",
+        "t|acme|all|storage_mb|u|u1": "kept",  # running totals never end
+    }
+    await store.claim_members({key: ("acme", (0, 1)) for key in members})
     assert await v.expire(T0 - timedelta(days=90)) == 1
     assert [d["_id"] async for d in db["usage_ledger"].find({})] == ["ev-2"]
+    assert {d["_id"] async for d in db["usage_members"].find({})} == {
+        k for k, w in members.items() if w == "kept"
+    }
     assert [r["event_id"] async for r in v.ledger("acme", old, T0)] == ["ev-2"]
     assert await db["usage_aggregates"].count_documents({}) == 1
     # Forgotten after retention: the same id would count again (the window the API documents).

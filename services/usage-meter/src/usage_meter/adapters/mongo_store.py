@@ -101,6 +101,18 @@ async def migrate_legacy_ledger(db: AsyncDatabase[Doc], page: int = 1000) -> int
     return copied
 
 
+def member_period_end(key: str) -> str:
+    """Last day (YYYY-MM-DD, compared as text) on which the member's aggregate can still change:
+    the day itself, the month's end, or never (`t|` running totals). Retention deletes members of
+    periods that ended before its cutoff; no event that old is accepted any more."""
+    parts = key.split("|", 4)
+    if len(parts) >= 4 and parts[0] == "d":
+        return parts[2]
+    if len(parts) >= 4 and parts[0] == "m":
+        return f"{parts[2]}-31"
+    return "9999-12-31"
+
+
 def stamp_key(stamp: Stamp) -> str:
     return f"{stamp[0]}|{stamp[1]}"
 
@@ -258,7 +270,15 @@ class MongoUsageStore:
             if cached is not None:
                 owners[key] = cached
             else:
-                docs.append({"_id": key, "tenant_id": tenant, "p": stamp[0], "o": stamp[1]})
+                docs.append(
+                    {
+                        "_id": key,
+                        "tenant_id": tenant,
+                        "p": stamp[0],
+                        "o": stamp[1],
+                        "e": member_period_end(key),
+                    }
+                )
         existing = await _insert_new(self._members, docs)
         for doc in docs:
             owners[doc["_id"]] = (doc["p"], doc["o"])

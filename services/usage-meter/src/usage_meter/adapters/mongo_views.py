@@ -173,12 +173,14 @@ class MongoUsageViews:
 
     async def expire(self, older_than: datetime) -> int:
         """Deletes ledger entries (events) of the days before `older_than`'s UTC day, with their
-        payloads; aggregates are kept. Returns the number of events deleted."""
+        payloads, and the unique-member records of periods that ended before it; aggregates are
+        kept. Returns the number of events deleted."""
         cutoff = older_than.astimezone(UTC).date().isoformat()
         result = await self._db[LEDGER].delete_many({"s": {"$lt": cutoff}})
         legacy = await self._db[LEDGER].delete_many({"ts": {"$lt": older_than}})  # stored before the split
         await self._db[LEDGER_CHUNKS].delete_many({"day": {"$lt": cutoff}})
         await self._db[LEDGER_RECORDS].delete_many({"at": {"$lt": older_than}})
+        await self._db[MEMBERS].delete_many({"e": {"$lt": cutoff}})  # unique users/projects of past periods
         return int(result.deleted_count) + int(legacy.deleted_count)
 
     async def member_count(self, tenant_id: str) -> int:
