@@ -74,7 +74,7 @@ def test_batch_items_carry_their_own_event_ids_and_one_tenant() -> None:
             "events": [usage(event_id=str(first)), usage(event_id=str(second), quantity="2")],
         }
     )
-    assert [e.event_id for e in batch.events] == [first, second]
+    assert [e.event_id for e in batch.events] == [str(first), str(second)]
     assert sum(e.quantity for e in batch.events) == 3
     with pytest.raises(ValidationError, match=r"events\[1\].tenant_id 'other' is not 'acme'"):
         UsageBatchRecorded.model_validate(
@@ -89,3 +89,6 @@ def test_batch_items_carry_their_own_event_ids_and_one_tenant() -> None:
         )
     with pytest.raises(ValidationError):
         UsageBatchRecorded.model_validate({"tenant_id": "acme", "events": []})
+    with pytest.raises(ValidationError, match="pattern"):  # ids travel in canonical lowercase form
+        upper = [usage(event_id=str(first).upper())]
+        UsageBatchRecorded.model_validate({"tenant_id": "acme", "events": upper})

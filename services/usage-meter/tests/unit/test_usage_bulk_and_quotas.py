@@ -152,7 +152,7 @@ async def test_the_record_is_a_valid_usage_batch_recorded_envelope() -> None:
 
 def _batch_event(i: int, pad: int = 0) -> UsageBatchEvent:
     return UsageBatchEvent(
-        event_id=event_id_for("acme", str(i)),
+        event_id=str(event_id_for("acme", str(i))),
         tenant_id="acme",
         user_id="usr_1",
         meter="requests",
@@ -177,7 +177,7 @@ def test_a_request_too_large_for_one_record_is_split_in_order_within_the_limit()
     assert {env.stream_id for env, _ in parsed} == {"usage-bulk:acme:req-9"}
     assert len({env.event_id for env, _ in parsed}) == len(values)
     # a hundred records and more: the longer stream positions still fit, even when events fill them
-    same = [_batch_event(7).model_copy(update={"event_id": uuid.uuid4()}) for _ in range(300)]
+    same = [_batch_event(7).model_copy(update={"event_id": str(uuid.uuid4())}) for _ in range(300)]
     (one,) = batch_record_values(same[:1], tenant_id="acme", now=NOW, request_id=None)
     limit = len(one) + len(same[0].model_dump_json()) + 2  # two events exactly, with a one-digit position
     values = batch_record_values(same, tenant_id="acme", now=NOW, request_id=None, max_bytes=limit)

@@ -134,7 +134,7 @@ def decode(
         if event is None:
             decoded.problems.append((index, "invalid_event", problem or "invalid"))
             continue
-        event_id = str(event.event_id)
+        event_id = event.event_id
         if event_id in seen:
             decoded.repeated += 1
             continue
