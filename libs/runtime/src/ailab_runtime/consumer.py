@@ -20,6 +20,7 @@ from pymongo.errors import DuplicateKeyError
 
 from ailab_contracts import EventEnvelope, EventRegistry
 
+from .kafka import dead_letter_headers, event_type_header
 from .tracing import context_from_kafka, tracer
 
 log = logging.getLogger(__name__)
@@ -116,19 +117,11 @@ class IdempotentConsumer:
     def _wanted_by_header(self, record: ConsumerRecord[bytes, bytes]) -> bool:
         """False only when the relay's `event_type` header names a type this consumer ignores."""
         assert self._types is not None
-        for key, value in record.headers or ():
-            if key == "event_type":
-                return value.decode(errors="replace") in self._types
-        return True  # no header: decided after parsing
+        event_type = event_type_header(record)
+        return event_type is None or event_type in self._types  # no header: decided after parsing
 
     async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], exc: Exception, attempts: int) -> None:
-        headers = list(record.headers or []) + [
-            ("dlq.error.type", type(exc).__name__.encode()),
-            ("dlq.error.message", str(exc)[:1000].encode()),
-            ("dlq.original.topic", record.topic.encode()),
-            ("dlq.original.partition", str(record.partition).encode()),
-            ("dlq.original.offset", str(record.offset).encode()),
-            ("dlq.consumer.group", self._group.encode()),
+        headers = dead_letter_headers(record, type(exc).__name__, str(exc), self._group) + [
             ("dlq.attempts", str(attempts).encode()),
         ]
         await self._dlq.send_and_wait(

@@ -8,11 +8,34 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 log = logging.getLogger(__name__)
+
+
+def event_type_header(record: ConsumerRecord[bytes, bytes]) -> str | None:
+    """The relay's `event_type` header, when the record has one: lets a consumer skip types it
+    ignores without parsing the value."""
+    for key, value in record.headers or ():
+        if key == "event_type":
+            return value.decode(errors="replace")
+    return None
+
+
+def dead_letter_headers(
+    record: ConsumerRecord[bytes, bytes], error_type: str, message: str, group: str
+) -> list[tuple[str, bytes]]:
+    """The record's own headers plus the `dlq.*` ones every dead letter carries."""
+    return list(record.headers or []) + [
+        ("dlq.error.type", error_type.encode()),
+        ("dlq.error.message", message[:1000].encode()),
+        ("dlq.original.topic", record.topic.encode()),
+        ("dlq.original.partition", str(record.partition).encode()),
+        ("dlq.original.offset", str(record.offset).encode()),
+        ("dlq.consumer.group", group.encode()),
+    ]
 
 
 def new_producer(bootstrap_servers: str, client_id: str) -> AIOKafkaProducer:

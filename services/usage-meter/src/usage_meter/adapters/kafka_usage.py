@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from pymongo.asynchronous.collection import AsyncCollection
 
 from ailab_contracts import EventRegistry
+from ailab_runtime.kafka import dead_letter_headers, event_type_header
 
 from ..application.ingest import UsageIngestor
 from ..domain.model import AcceptanceRules, Delivery
@@ -70,13 +71,6 @@ class ParsedBatch:
     dead: list[tuple[ConsumerRecord[bytes, bytes], str, str]] = field(default_factory=list)
     timestamps: list[int] = field(default_factory=list)
     repeated: int = 0  # same event id twice in one batch record: counted as duplicates
-
-
-def _event_type_header(record: ConsumerRecord[bytes, bytes]) -> str | None:
-    for key, value in record.headers or ():
-        if key == "event_type":
-            return value.decode(errors="replace")
-    return None
 
 
 class UsageConsumer:
@@ -166,7 +160,7 @@ class UsageConsumer:
         for records in batches.values():
             for record in records:
                 self.stats.records += 1
-                if _event_type_header(record) not in (None, *USAGE_TYPES):
+                if event_type_header(record) not in (None, *USAGE_TYPES):
                     self.stats.skipped += 1  # the meter's own closing and quota events
                     continue
                 try:
@@ -233,14 +227,7 @@ class UsageConsumer:
             raise RuntimeError("no producer for dead letters yet")
         futures = []
         for record, reason, message in dead:
-            headers = list(record.headers or []) + [
-                ("dlq.error.type", reason.encode()),
-                ("dlq.error.message", message[:1000].encode()),
-                ("dlq.original.topic", record.topic.encode()),
-                ("dlq.original.partition", str(record.partition).encode()),
-                ("dlq.original.offset", str(record.offset).encode()),
-                ("dlq.consumer.group", self._group.encode()),
-            ]
+            headers = dead_letter_headers(record, reason, message, self._group)
             futures.append(
                 await producer.send(
                     f"{record.topic}.dlq", value=record.value, key=record.key, headers=headers

@@ -79,16 +79,9 @@ async def migrate_legacy_ledger(db: AsyncDatabase[Doc], page: int = 1000) -> int
     async for doc in db[LEDGER].find({"raw": {"$exists": True}}, fields):
         envelope = json.loads(doc["raw"])
         day = doc["ts"].astimezone(UTC).date().isoformat()
-        chunks.append(
-            {
-                "_id": f"{doc['p']}|{doc['o']}|{day}",
-                "tenant_id": doc["tenant_id"],
-                "day": day,
-                "n": 1,
-                "at": doc.get("at") or datetime.now(UTC),
-                "z": pack_rows([{**envelope["payload"], "event_id": doc["_id"]}]),
-            }
-        )
+        row = {**envelope["payload"], "event_id": doc["_id"]}
+        stamp = (int(doc["p"]), int(doc["o"]))
+        chunks.append(chunk_doc(stamp, doc["tenant_id"], day, [row], doc.get("at") or datetime.now(UTC)))
         if len(chunks) >= page:
             await _insert_new(db[LEDGER_CHUNKS], chunks)
             copied += len(chunks)
@@ -141,6 +134,18 @@ def ledger_row(entry: UsageEntry) -> Doc:
 def pack_rows(rows: list[Doc]) -> Binary:
     # Compressed JSON: a fraction of the bytes FerretDB/PostgreSQL would store and index as a document.
     return Binary(zlib.compress(json.dumps(rows, separators=(",", ":")).encode(), 1))
+
+
+def chunk_doc(stamp: Stamp, tenant_id: str, day: str, rows: list[Doc], at: datetime) -> Doc:
+    """The payload chunk of one record and day (deterministic `_id`: a redelivery inserts nothing)."""
+    return {
+        "_id": f"{stamp_key(stamp)}|{day}",
+        "tenant_id": tenant_id,
+        "day": day,
+        "n": len(rows),
+        "at": at,
+        "z": pack_rows(rows),
+    }
 
 
 def unpack_rows(packed: bytes) -> list[Doc]:
@@ -249,17 +254,7 @@ class MongoUsageStore:
             tenants[d.stamp] = d.entry.tenant_id
         await _insert_new(
             self._chunks,
-            [
-                {
-                    "_id": f"{stamp_key(stamp)}|{day}",
-                    "tenant_id": tenants[stamp],
-                    "day": day,
-                    "n": len(items),
-                    "at": now,
-                    "z": pack_rows(items),
-                }
-                for (stamp, day), items in rows.items()
-            ],
+            [chunk_doc(stamp, tenants[stamp], day, items, now) for (stamp, day), items in rows.items()],
         )
 
     async def claim_members(self, candidates: dict[str, tuple[str, Stamp]]) -> dict[str, Stamp]:

@@ -167,30 +167,8 @@ class Aggregate:
         return stamp[1] <= self.positions.get(stamp[0], -1)
 
     def add(self, entry: UsageEntry, stamp: Stamp, counters: Iterable[str] = ()) -> None:
-        # Hot path (every event, two or three documents): plain local operations only.
-        quantity = entry.quantity
-        cost = entry.cost or ZERO
-        self.quantity += quantity
-        self.cost += cost
-        self.events += 1
-        for counter in counters:
-            setattr(self, counter, getattr(self, counter) + 1)
-        groups = self.groups
-        for dim, value in zip(GROUP_DIMENSIONS, entry.dimensions, strict=True):
-            if value is None:
-                continue
-            by_value = groups.get(dim)
-            if by_value is None:
-                by_value = groups[dim] = {}
-            group = by_value.get(value)
-            if group is None:
-                group = by_value[value] = GroupTotal()
-            group.quantity += quantity
-            group.cost += cost
-            group.events += 1
-        partition, offset = stamp
-        if offset > self.positions.get(partition, -1):
-            self.positions[partition] = offset
+        """Fold one entry delivered with `stamp` (and its new set members) into the totals."""
+        self.add_all([Delivery(stamp[0], stamp[1], entry)], counters)
 
     def add_all(self, deliveries: Iterable[Delivery], counters: Iterable[str] = ()) -> None:
         """`add` for many deliveries at once (the consumer's hot path): events are summed per
