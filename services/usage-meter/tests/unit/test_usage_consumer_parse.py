@@ -4,6 +4,7 @@ own event; bad items reported by index while the good ones count; an id twice co
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -13,7 +14,8 @@ import pytest
 
 from ailab_contracts import REGISTRY, new_envelope
 from ailab_contracts.events.usage import UsageBatchRecorded, UsageRecorded
-from usage_meter.adapters.usage_records import Rejected, decode, entry_from
+from usage_meter.adapters.mongo_store import ledger_row, pack_rows, unpack_rows
+from usage_meter.adapters.usage_records import Rejected, decode, decode_batch_bytes, entry_from
 from usage_meter.domain.model import AcceptanceRules
 
 pytestmark = pytest.mark.unit
@@ -127,3 +129,50 @@ def test_a_single_event_record_outside_the_window_is_a_problem_not_an_entry() ->
     assert late.entries == [] and late.problems[0][1] == "timestamp_too_old"
     on_time = decode(REGISTRY, wire(), AcceptanceRules(), RECEIVED)
     assert len(on_time.entries) == 1 and on_time.entries[0].payload is not None
+
+
+def as_bytes(raw: dict[str, Any]) -> bytes:
+    return json.dumps(raw).encode()
+
+
+def test_a_valid_batch_decoded_from_its_bytes_equals_the_dict_decoding() -> None:
+    items = [item(1), item(2, project_id="prj_1", cost_usd_estimate="0.25"), item(1, quantity="100")]
+    items.append(item(4, timestamp=(RECEIVED - timedelta(days=3)).isoformat()))  # too old
+    raw = batch_wire(items)
+    fast = decode_batch_bytes(REGISTRY, as_bytes(raw), AcceptanceRules(), RECEIVED)
+    slow = decode(REGISTRY, raw, AcceptanceRules(), RECEIVED)
+    assert fast is not None
+    assert fast.entries == slow.entries  # every field but the payload's form
+    assert (fast.problems, fast.repeated) == (slow.problems, slow.repeated)
+    assert [p[:2] for p in fast.problems] == [(3, "timestamp_too_old")] and fast.repeated == 1
+    # The chunk stores the validated events: they read back as the items as sent, with their event_id.
+    stored = unpack_rows(pack_rows([ledger_row(e) for e in fast.entries]))
+    assert [row["event_id"] for row in stored] == [str(uuid.UUID(int=1)), str(uuid.UUID(int=2))]
+    assert [(row["quantity"], row["cost_usd_estimate"], row["project_id"]) for row in stored] == [
+        ("1", None, None),
+        ("2", "0.25", "prj_1"),
+    ]
+    # The same as storing the items as sent, plus the defaults they left out.
+    for row, sent in zip(stored, unpack_rows(pack_rows([ledger_row(e) for e in slow.entries])), strict=True):
+        assert {k: row[k] for k in sent} == sent
+        assert all(row[k] in (None, {}) for k in row.keys() - sent.keys())
+
+
+def test_a_batch_with_a_bad_item_or_of_another_version_is_left_to_the_dict_decoding() -> None:
+    bad = batch_wire([item(1), item(2, meter="bananas")])
+    assert decode_batch_bytes(REGISTRY, as_bytes(bad), AcceptanceRules(), RECEIVED) is None
+    other_version = {**batch_wire([item(1)]), "schema_version": 99}
+    assert decode_batch_bytes(REGISTRY, as_bytes(other_version), AcceptanceRules(), RECEIVED) is None
+    assert decode_batch_bytes(REGISTRY, b"not json", AcceptanceRules(), RECEIVED) is None
+    assert decode_batch_bytes(REGISTRY, as_bytes(wire()), AcceptanceRules(), RECEIVED) is None
+
+
+def test_a_batch_from_bytes_whose_payload_tenant_is_not_the_envelopes_is_refused_whole() -> None:
+    with pytest.raises(Rejected) as info:
+        decode_batch_bytes(
+            REGISTRY,
+            as_bytes(batch_wire([item(1, tenant_id="globex")], tenant="globex")),
+            AcceptanceRules(),
+            RECEIVED,
+        )
+    assert info.value.reason == "tenant_mismatch"

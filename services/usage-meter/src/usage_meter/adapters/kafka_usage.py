@@ -22,9 +22,10 @@ from pymongo.asynchronous.collection import AsyncCollection
 from ailab_contracts import EventRegistry
 from ailab_runtime.kafka import dead_letter_headers, event_type_header
 
+from ..application.bulk import USAGE_BATCH_RECORDED
 from ..application.ingest import UsageIngestor
 from ..domain.model import AcceptanceRules, Delivery
-from .usage_records import USAGE_TYPES, Rejected, decode
+from .usage_records import USAGE_TYPES, Rejected, decode, decode_batch_bytes
 
 log = logging.getLogger(__name__)
 
@@ -160,16 +161,22 @@ class UsageConsumer:
         for records in batches.values():
             for record in records:
                 self.stats.records += 1
-                if event_type_header(record) not in (None, *USAGE_TYPES):
+                event_type = event_type_header(record)
+                if event_type not in (None, *USAGE_TYPES):
                     self.stats.skipped += 1  # the meter's own closing and quota events
                     continue
                 try:
-                    raw = json.loads(record.value or b"")
-                    if raw.get("event_type") not in USAGE_TYPES:
-                        self.stats.skipped += 1
-                        continue
                     received = datetime.fromtimestamp(record.timestamp / 1000, UTC)
-                    decoded = decode(self._registry, raw, self._rules, received)
+                    decoded = None
+                    if event_type == USAGE_BATCH_RECORDED:
+                        value = record.value or b""
+                        decoded = decode_batch_bytes(self._registry, value, self._rules, received)
+                    if decoded is None:
+                        raw = json.loads(record.value or b"")
+                        if raw.get("event_type") not in USAGE_TYPES:
+                            self.stats.skipped += 1
+                            continue
+                        decoded = decode(self._registry, raw, self._rules, received)
                 except Rejected as exc:
                     parsed.dead.append((record, exc.reason, str(exc)))
                     continue

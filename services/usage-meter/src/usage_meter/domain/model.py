@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
+from pydantic import BaseModel
+
 from ailab_contracts.events.usage import DELTA_METERS, decimal_text
 
 GROUP_DIMENSIONS: tuple[str, ...] = ("provider", "model", "project", "agent")
@@ -84,8 +86,9 @@ class UsageEntry:
     model: str | None = None
     project_id: str | None = None
     agent_id: str | None = None
-    # The event's wire payload (JSON-ready), kept in the ledger for export; not part of equality.
-    payload: dict[str, Any] | None = field(default=None, compare=False)
+    # The event as received, kept in the ledger for export; not part of equality: its wire payload
+    # (JSON-ready dict), or the validated batch item (a pydantic model that serializes back to it).
+    payload: dict[str, Any] | BaseModel | None = field(default=None, compare=False)
 
     # UTC day, YYYY-MM-DD: derived from the timestamp when the entry is built (read several times
     # per event on the hot path; functools.cached_property costs more than computing it).
