@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from usage_meter.domain.model import Aggregate, Delivery, UsageEntry, comparable, groups_of
+from usage_meter.domain.model import Aggregate, Delivery, Folded, UsageEntry, comparable, groups_of
 
 pytestmark = pytest.mark.unit
 
@@ -42,6 +42,16 @@ def test_folding_a_batch_at_once_equals_adding_each_event() -> None:
     at_once.add_all(DELIVERIES, ["unique_users"])
     assert comparable(at_once)[:3] == comparable(one_by_one)[:3] and at_once.groups == one_by_one.groups
     assert at_once.positions == {0: 7} and at_once.unique_users == 1
+
+
+def test_one_fold_serves_several_documents() -> None:
+    folded = Folded.of(DELIVERIES + [Delivery(1, 3, entry(99, "o3", "p1"))])
+    assert (folded.first, folded.last, folded.stamps) == ({0: 7, 1: 3}, {0: 7, 1: 3}, {(0, 7), (1, 3)})
+    for agg_id in ("d|acme|2026-11-27|tokens_in", "m|acme|2026-11|tokens_in"):
+        shared, own = Aggregate(agg_id), Aggregate(agg_id)
+        shared.add_folded(folded)
+        own.add_all([*DELIVERIES, Delivery(1, 3, entry(99, "o3", "p1"))])
+        assert comparable(shared) == comparable(own) and shared.positions == own.positions == {0: 7, 1: 3}
 
 
 def test_the_stored_form_round_trips_and_older_nested_groups_still_read() -> None:

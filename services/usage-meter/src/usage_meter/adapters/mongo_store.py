@@ -129,8 +129,8 @@ def ledger_row(entry: UsageEntry) -> Doc | BaseModel:
             "timestamp": entry.timestamp.isoformat(),
         }
     payload = entry.payload
-    if isinstance(payload, BaseModel):  # a validated batch item: it carries its event_id
-        return payload
+    if not isinstance(payload, dict):  # a validated batch item (carries its event_id); the dict check
+        return payload  # is a C type check, BaseModel's goes through its ABC metaclass (per event)
     if payload.get("event_id") == entry.event_id:
         return payload
     return {**payload, "event_id": entry.event_id}

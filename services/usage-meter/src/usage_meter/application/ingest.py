@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from ..domain.model import Aggregate, Delivery, Stamp, aggregate_ids, day_start, member_key
+from ..domain.model import Aggregate, Delivery, Folded, Stamp, aggregate_ids, day_start, member_key
 from .ports import UsageStore
 
 log = logging.getLogger(__name__)
@@ -81,37 +81,49 @@ class UsageIngestor:
         if not effective:
             return result
 
-        # Set members (unique users / projects): candidates with every stamp that could own them.
-        # Hot loop (every event): aggregate ids once per tenant × day × meter, member keys as tuples
-        # (made strings once per distinct member), each stamp listed once per member.
-        member_stamps: dict[tuple[str, str, str], list[Stamp]] = {}
-        member_meta: dict[tuple[str, str, str], tuple[str, str]] = {}  # -> (tenant, counter)
-        contributions: dict[str, list[Delivery]] = defaultdict(list)
-        days: dict[tuple[str, str], datetime] = {}
-        ids_of: dict[tuple[str, str, str], list[str]] = {}
+        # Hot loop (every event): deliveries grouped by tenant × day × meter. The documents of such a
+        # group (its day, its month, a gauge's running total) add the same events, so the group is
+        # summed once (Folded) and its set members (unique users / projects) listed once, each with
+        # every stamp that could own it.
+        groups: dict[tuple[str, str, str], _Group] = {}
         for d in effective:
             entry = d.entry
-            stamp = d.stamp
             where = (entry.tenant_id, entry.day, entry.meter)
-            agg_ids = ids_of.get(where)
-            if agg_ids is None:
-                agg_ids = ids_of[where] = aggregate_ids(entry)
-                result.tenants.add(entry.tenant_id)
-                if where[:2] not in days:
-                    days[where[:2]] = day_start(entry.day) + timedelta(days=1) + self._close_after
-            for agg_id in agg_ids:
-                contributions[agg_id].append(d)
-                members = [(agg_id, "u", entry.user_id)]
-                if entry.project_id:
-                    members.append((agg_id, "p", entry.project_id))
-                for member in members:
-                    stamps = member_stamps.get(member)
-                    if stamps is None:
-                        member_stamps[member] = [stamp]
-                        counter = "unique_users" if member[1] == "u" else "unique_projects"
-                        member_meta[member] = (entry.tenant_id, counter)
-                    elif stamps[-1] != stamp:
-                        stamps.append(stamp)
+            group = groups.get(where)
+            if group is None:
+                group = groups[where] = _Group(aggregate_ids(entry))
+            group.deliveries.append(d)
+            stamp = d.stamp
+            members = group.members
+            stamps = members.get(("u", entry.user_id))
+            if stamps is None:
+                members[("u", entry.user_id)] = [stamp]
+            elif stamps[-1] != stamp:
+                stamps.append(stamp)
+            if entry.project_id:
+                stamps = members.get(("p", entry.project_id))
+                if stamps is None:
+                    members[("p", entry.project_id)] = [stamp]
+                elif stamps[-1] != stamp:
+                    stamps.append(stamp)
+        contributions: dict[str, list[_Group]] = defaultdict(list)
+        days: dict[tuple[str, str], datetime] = {}
+        member_stamps: dict[tuple[str, str, str], list[Stamp]] = {}
+        member_meta: dict[tuple[str, str, str], tuple[str, str]] = {}  # -> (tenant, counter)
+        for (tenant, day, _), group in groups.items():
+            result.tenants.add(tenant)
+            if (tenant, day) not in days:
+                days[(tenant, day)] = day_start(day) + timedelta(days=1) + self._close_after
+            for agg_id in group.aggregate_ids:
+                contributions[agg_id].append(group)
+                for (kind, member), stamps in group.members.items():
+                    key = (agg_id, kind, member)
+                    known = member_stamps.get(key)
+                    if known is None:
+                        member_stamps[key] = list(stamps)
+                        member_meta[key] = (tenant, "unique_users" if kind == "u" else "unique_projects")
+                    else:
+                        known.extend([s for s in stamps if s not in known])
         started = time.perf_counter()
         keys = {member: member_key(*member) for member in member_stamps}
         owners_of_members = await self._store.claim_members(
@@ -134,7 +146,7 @@ class UsageIngestor:
             # forever. A few at a time is as fast and leaves room for the other services.
             slots = asyncio.Semaphore(self._concurrent_writes)
 
-            async def save(agg_id: str, items: list[Delivery]) -> int:
+            async def save(agg_id: str, items: list[_Group]) -> int:
                 async with slots:
                     return await self._save(agg_id, items, aggregates, counters)
 
@@ -151,7 +163,7 @@ class UsageIngestor:
     async def _save(
         self,
         agg_id: str,
-        items: list[Delivery],
+        groups: list[_Group],
         aggregates: dict[str, Aggregate],
         counters: dict[tuple[str, Stamp], list[str]],
     ) -> int:
@@ -159,15 +171,41 @@ class UsageIngestor:
         for _attempt in range(5):
             agg = aggregates.get(agg_id) or Aggregate(agg_id)
             positions = agg.positions  # agg.applied(stamp), inlined: once per event and document
-            pending = [d for d in items if d.offset > positions.get(d.partition, -1)]
-            if not pending:
+            whole: list[Folded] = []
+            pending: list[Delivery] = []  # of groups partly applied already (a crash's redelivery)
+            for group in groups:
+                folded = group.folded()
+                if all(offset > positions.get(p, -1) for p, offset in folded.first.items()):
+                    whole.append(folded)
+                else:
+                    pending.extend(d for d in group.deliveries if d.offset > positions.get(d.partition, -1))
+            if not whole and not pending:
                 return 0
             # A record's new members count once, however many of its events are here.
-            stamps = {d.stamp for d in pending}
-            agg.add_all(pending, [c for stamp in stamps for c in counters.get((agg_id, stamp), ())])
+            stamps = {d.stamp for d in pending}.union(*(f.stamps for f in whole))
+            for folded in whole:
+                agg.add_folded(folded)
+            if pending:
+                agg.add_all(pending)
+            agg.add_counters([c for stamp in stamps for c in counters.get((agg_id, stamp), ())])
             if await self._store.save_aggregate(agg):
                 return 1
             log.warning("aggregate changed by another writer; reloading", extra={"fields": {"id": agg_id}})
             aggregates.pop(agg_id, None)
             aggregates.update(await self._store.load_aggregates([agg_id]))
         raise RuntimeError(f"aggregate {agg_id} kept changing under this writer")
+
+
+@dataclass
+class _Group:
+    """The effective deliveries of one tenant × day × meter in a batch, and its set members."""
+
+    aggregate_ids: list[str]
+    deliveries: list[Delivery] = field(default_factory=list)
+    members: dict[tuple[str, str], list[Stamp]] = field(default_factory=dict)  # (kind, id) -> stamps
+    _folded: Folded | None = None
+
+    def folded(self) -> Folded:
+        if self._folded is None:
+            self._folded = Folded.of(self.deliveries)
+        return self._folded

@@ -146,6 +146,69 @@ def parse_aggregate_id(aggregate_id: str) -> tuple[str, str, str, str]:
 
 
 @dataclass
+class Folded:
+    """Deliveries summed per distinct dimension values (one dictionary update per event instead of
+    five), with the stamps and the lowest and highest offset per partition they came with."""
+
+    sums: dict[tuple[str | None, ...], list[Any]] = field(default_factory=dict)  # -> [qty, cost, n]
+    first: dict[int, int] = field(default_factory=dict)
+    last: dict[int, int] = field(default_factory=dict)
+    stamps: set[Stamp] = field(default_factory=set)
+    _by_dimension: dict[str, dict[str, tuple[Decimal, Decimal, int]]] | None = field(default=None, repr=False)
+
+    def totals(self) -> tuple[Decimal, Decimal, int]:
+        quantity, cost, events = ZERO, ZERO, 0
+        for q, c, n in self.sums.values():
+            quantity += q
+            cost += c
+            events += n
+        return quantity, cost, events
+
+    def by_dimension(self) -> dict[str, dict[str, tuple[Decimal, Decimal, int]]]:
+        """Sums per value of each GROUP_DIMENSIONS dimension (events without a value add nothing)."""
+        if self._by_dimension is None:
+            out: dict[str, dict[str, list[Any]]] = {}
+            for key, (q, c, n) in self.sums.items():
+                for dim, value in zip(GROUP_DIMENSIONS, key, strict=True):
+                    if value is None:
+                        continue
+                    acc = out.setdefault(dim, {}).get(value)
+                    if acc is None:
+                        out[dim][value] = [q, c, n]
+                    else:
+                        acc[0] += q
+                        acc[1] += c
+                        acc[2] += n
+            self._by_dimension = {
+                dim: {value: (q, c, n) for value, (q, c, n) in values.items()} for dim, values in out.items()
+            }
+        return self._by_dimension
+
+    @classmethod
+    def of(cls, deliveries: Iterable[Delivery]) -> Folded:
+        folded = cls()
+        sums, first, last, stamps = folded.sums, folded.first, folded.last, folded.stamps
+        for d in deliveries:
+            entry = d.entry
+            key = entry.dimensions
+            cost = entry.cost or ZERO
+            acc = sums.get(key)
+            if acc is None:
+                sums[key] = [entry.quantity, cost, 1]
+            else:
+                acc[0] += entry.quantity
+                acc[1] += cost
+                acc[2] += 1
+            partition, offset = d.stamp
+            if offset > last.get(partition, -1):
+                last[partition] = offset
+            if offset < first.get(partition, offset + 1):
+                first[partition] = offset
+            stamps.add(d.stamp)
+        return folded
+
+
+@dataclass
 class GroupTotal:
     quantity: Decimal = Decimal(0)
     cost: Decimal = Decimal(0)
@@ -174,37 +237,36 @@ class Aggregate:
         self.add_all([Delivery(stamp[0], stamp[1], entry)], counters)
 
     def add_all(self, deliveries: Iterable[Delivery], counters: Iterable[str] = ()) -> None:
-        """`add` for many deliveries at once (the consumer's hot path): events are summed per
-        distinct dimension values first, one dictionary update per event instead of five."""
-        sums: dict[tuple[str | None, ...], list[Any]] = {}
+        """`add` for many deliveries at once (the consumer's hot path)."""
+        self.add_folded(Folded.of(deliveries))
+        self.add_counters(counters)
+
+    def add_folded(self, folded: Folded) -> None:
+        """Add deliveries summed beforehand (one fold can serve a day, its month and a running total)."""
         positions = self.positions
-        for d in deliveries:
-            entry = d.entry
-            key = entry.dimensions
-            cost = entry.cost or ZERO
-            acc = sums.get(key)
-            if acc is None:
-                sums[key] = [entry.quantity, cost, 1]
-            else:
-                acc[0] += entry.quantity
-                acc[1] += cost
-                acc[2] += 1
-            if d.offset > positions.get(d.partition, -1):
-                positions[d.partition] = d.offset
+        for partition, offset in folded.last.items():
+            if offset > positions.get(partition, -1):
+                positions[partition] = offset
+        quantity, cost, events = folded.totals()
+        self.quantity += quantity
+        self.cost += cost
+        self.events += events
+        groups = self.groups
+        for dim, values in folded.by_dimension().items():
+            totals = groups.setdefault(dim, {})
+            for value, (quantity, cost, events) in values.items():
+                group = totals.get(value)
+                if group is None:
+                    totals[value] = GroupTotal(quantity, cost, events)
+                else:
+                    group.quantity += quantity
+                    group.cost += cost
+                    group.events += events
+
+    def add_counters(self, counters: Iterable[str]) -> None:
+        """One more unique member per name (`unique_users` / `unique_projects`)."""
         for counter in counters:
             setattr(self, counter, getattr(self, counter) + 1)
-        groups = self.groups
-        for key, (quantity, cost, events) in sums.items():
-            self.quantity += quantity
-            self.cost += cost
-            self.events += events
-            for dim, value in zip(GROUP_DIMENSIONS, key, strict=True):
-                if value is None:
-                    continue
-                group = groups.setdefault(dim, {}).setdefault(value, GroupTotal())
-                group.quantity += quantity
-                group.cost += cost
-                group.events += events
 
     def copy(self) -> Aggregate:
         return Aggregate(
