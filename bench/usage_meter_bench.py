@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -83,14 +84,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     log = open(Path(tempfile.gettempdir()) / "usage_meter_bench_service.log", "wb")  # noqa: SIM115, ASYNC230
     procs = []
-    consumer_port = port
+    consumer_ports = [port]
     if args.split:
-        # Two processes, as two deployments would run: an API-only one and an aggregating one.
-        consumer_port = free_port()
+        # As two deployments would run: an API-only one, and aggregating ones (replicas sharing the
+        # topic's partitions in one consumer group).
+        consumer_ports = [free_port() for _ in range(args.consumers)]
         api_env = {**env, "USAGE_CONSUMER_ENABLED": "false"}
         procs.append(spawn(api_env, log))
-        env = {**env, "PORT": str(consumer_port)}
-    procs.append(spawn(env, log))
+        for consumer_port in consumer_ports:
+            procs.append(spawn({**env, "PORT": str(consumer_port)}, log))
+    else:
+        procs.append(spawn(env, log))
     headers = {"X-Internal-Token": TOKEN, "X-Principal-Id": "usr_bench", "X-Principal-Role": "platform_admin"}
     rng = random.Random(7)
     tenants = [f"ten_bench_{i}" for i in range(args.tenants)]
@@ -99,12 +103,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         async with (
             httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60) as client,
-            httpx.AsyncClient(
-                base_url=f"http://127.0.0.1:{consumer_port}", headers=headers, timeout=60
-            ) as stats,
+            contextlib.AsyncExitStack() as clients,
         ):
-            for probe in (client, stats):
+            stats = [
+                await clients.enter_async_context(
+                    httpx.AsyncClient(base_url=f"http://127.0.0.1:{p}", headers=headers, timeout=60)
+                )
+                for p in consumer_ports
+            ]
+            for probe in (client, *stats):
                 await wait_ready(probe)
+            await wait_assigned(stats, 90)
             # Warm-up (topic metadata, consumer group join) outside the measurement.
             await client.post(
                 f"/v1/tenants/{tenants[0]}/usage/events",
@@ -148,7 +157,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             e2e_s = time.perf_counter() - started
             cpu_used = {k: round(v - cpu_before.get(k, 0.0), 2) for k, v in cpu_seconds(procs).items()}
             # Phase 2: lag at a steady rate the consumer sustains (phase 1 measures a backlog draining).
-            await stats.get("/v1/admin/usage/ingest-stats", params={"reset_lag": "true"})
+            for each in stats:
+                await each.get("/v1/admin/usage/ingest-stats", params={"reset_lag": "true"})
             paced = 0
             size = max(1, args.lag_rate // 10)
             tick = paced_started = time.perf_counter()
@@ -222,11 +232,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def cpu_seconds(procs: list[subprocess.Popen[bytes]]) -> dict[str, float]:
     """CPU time (user + system) so far of the processes involved, by role (Linux /proc)."""
-    roles = {
-        str(p.pid): name for p, name in zip(procs, ("usage-meter API", "usage-meter consumer"), strict=False)
-    }
     if len(procs) == 1:
         roles = {str(procs[0].pid): "usage-meter"}
+    else:  # the API process, then the consumer processes (their CPU summed)
+        roles = {str(p.pid): "usage-meter consumer" for p in procs[1:]}
+        roles[str(procs[0].pid)] = "usage-meter API"
     roles[str(os.getpid())] = "bench clients"
     totals: dict[str, float] = {}
     tick = os.sysconf("SC_CLK_TCK")
@@ -286,13 +296,43 @@ async def wait_ready(client: httpx.AsyncClient) -> None:
         await asyncio.sleep(0.3)
 
 
-async def wait_applied(client: httpx.AsyncClient, total: int, timeout_s: float) -> dict[str, Any]:
+async def wait_assigned(clients: list[httpx.AsyncClient], timeout_s: float) -> None:
+    """Until the consumer group has settled: every consumer process holds a partition (or all are
+    taken), so that no rebalance pauses the measurement."""
     deadline = time.monotonic() + timeout_s
     while True:
-        stats: dict[str, Any] = (await client.get("/v1/admin/usage/ingest-stats")).json()
-        if stats["applied"] >= total:
-            return stats
-        assert time.monotonic() < deadline, f"only {stats['applied']} of {total} applied: {stats}"
+        held = [
+            (await client.get("/v1/admin/usage/ingest-stats")).json().get("partitions", [])
+            for client in clients
+        ]
+        taken = sum(len(h) for h in held)
+        if taken == 3 and (all(held) or len(clients) > 3):
+            return
+        assert time.monotonic() < deadline, f"consumer group never settled: {held}"
+        await asyncio.sleep(0.3)
+
+
+async def wait_applied(clients: list[httpx.AsyncClient], total: int, timeout_s: float) -> dict[str, Any]:
+    """The consumer processes' ingest stats once they have applied `total` events together: counts
+    and stage times summed; lag quantiles of the process with the highest p99 (quantiles of separate
+    processes do not merge exactly; the worst one is the honest figure)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        each: list[dict[str, Any]] = [
+            (await client.get("/v1/admin/usage/ingest-stats")).json() for client in clients
+        ]
+        applied = sum(s["applied"] for s in each)
+        if applied >= total:
+            merged = {
+                k: sum(s[k] for s in each) for k in ("batches", "applied", "duplicates", "aggregate_writes")
+            }
+            stages = {k for s in each for k in s["stage_seconds"]}
+            merged["stage_seconds"] = {
+                k: round(sum(s["stage_seconds"].get(k, 0.0) for s in each), 3) for k in sorted(stages)
+            }
+            merged["lag_ms"] = max((s["lag_ms"] for s in each), key=lambda lag: lag.get("p99") or 0)
+            return merged
+        assert time.monotonic() < deadline, f"only {applied} of {total} applied: {each}"
         await asyncio.sleep(0.05)
 
 
@@ -314,6 +354,12 @@ def main() -> None:
         dest="split",
         action="store_false",
         help="run API and consumer in one process (default: an API-only and a consumer process)",
+    )
+    parser.add_argument(
+        "--consumers",
+        type=int,
+        default=1,
+        help="consumer processes (replicas in one group) besides the API process; the topic has 3 partitions",
     )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "usage_meter.json"))
     args = parser.parse_args()

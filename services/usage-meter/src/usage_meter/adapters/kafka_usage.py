@@ -41,6 +41,7 @@ class IngestStats:
     dead_lettered: int = 0
     skipped: int = 0
     aggregate_writes: int = 0
+    partitions: list[int] = field(default_factory=list)  # assigned to this process now
     lags_ms: deque[float] = field(default_factory=lambda: deque(maxlen=200_000))
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
@@ -61,6 +62,7 @@ class IngestStats:
             "dead_lettered": self.dead_lettered,
             "skipped": self.skipped,
             "aggregate_writes": self.aggregate_writes,
+            "partitions": self.partitions,
             "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
             "lag_ms": {"p50": pct(0.5), "p99": pct(0.99), "max": lags[-1] if lags else None, "n": len(lags)},
         }
@@ -131,6 +133,7 @@ class UsageConsumer:
             while not stop.is_set():
                 polled_at = datetime.now(UTC)
                 batches = await consumer.getmany(timeout_ms=100, max_records=self._poll_size())
+                self.stats.partitions = sorted(tp.partition for tp in consumer.assignment())
                 # Two-stage pipeline: this batch is parsed (CPU) while the previous one is written
                 # (database I/O); batches are still applied one after the other, in offset order.
                 parsed = self._parse(batches) if batches else None

@@ -217,10 +217,8 @@ class MongoUsageStore:
         markers = [{"_id": stamp_key(stamp), "at": now} for stamp in stamps]
         redelivered = set(await _insert_new(self._records, markers))
         first: dict[str, Delivery] = {}
-        stamps_of: dict[str, set[Stamp]] = defaultdict(set)
         for d in deliveries:
             first.setdefault(d.entry.event_id, d)
-            stamps_of[d.entry.event_id].add(d.stamp)
         owner_text: dict[tuple[str, Stamp], str] = {}  # "day|partition|offset", made once per record and day
         docs = []
         for event_id, d in first.items():
@@ -235,7 +233,12 @@ class MongoUsageStore:
             del owners[event_id]
         # Stored before by one of these records in an earlier attempt, or by another record: only a
         # redelivered record can be the owner, and only then is the owner read back.
-        unsure = [i for i in stored_before if any(stamp_key(s) in redelivered for s in stamps_of[i])]
+        unsure: list[str] = []
+        stamps_of: dict[str, set[Stamp]] = defaultdict(set)
+        if stored_before and redelivered:
+            for d in deliveries:
+                stamps_of[d.entry.event_id].add(d.stamp)
+            unsure = [i for i in stored_before if any(stamp_key(s) in redelivered for s in stamps_of[i])]
         if unsure:
             async for doc in self._ledger.find({"_id": {"$in": unsure}}, {"s": 1, "p": 1, "o": 1}):
                 owner = _owner(doc)
