@@ -121,7 +121,10 @@ start_ferretdb() {
         args+=(-postgresql-url "$FERRETDB_PG_URL")
     fi
     log "ferretdb: starting on 127.0.0.1:$MONGO_PORT (handler $FERRETDB_HANDLER)"
-    start_daemon ferretdb "$FERRETDB_BIN" "${args[@]}"
+    # FerretDB allocates several objects per document it converts; Go's default GC target (100)
+    # collects so often that it costs ~15% of FerretDB's CPU on insert-heavy work. 400 trades a few
+    # hundred MB of heap for it (measured: 18-21 -> 15-17 us of FerretDB CPU per inserted document).
+    start_daemon ferretdb env GOGC="${AILAB_FERRETDB_GOGC:-400}" "$FERRETDB_BIN" "${args[@]}"
 }
 
 # ---- Kafka -------------------------------------------------------------------------------------
