@@ -20,7 +20,7 @@ from ailab_contracts import EventRegistry
 from ailab_contracts.events.usage import UsageBatchEvent, UsageBatchRecorded, UsageRecorded
 
 from ..application.bulk import USAGE_BATCH_RECORDED
-from ..domain.model import AcceptanceRules, UsageEntry, timing_problem_within
+from ..domain.model import AcceptanceRules, UsageEntry
 
 USAGE_RECORDED = "usage.UsageRecorded"
 USAGE_TYPES = frozenset({USAGE_RECORDED, USAGE_BATCH_RECORDED})
@@ -181,7 +181,7 @@ def _accepted(items: Iterable[BatchItem], rules: AcceptanceRules, received: date
             decoded.repeated += 1
             continue
         seen.add(event_id)
-        timing = timing_problem_within(event.timestamp, bounds)
+        timing = bounds.problem(event.timestamp)
         if timing:
             decoded.problems.append((index, timing, f"timestamp {event.timestamp.isoformat()}"))
             continue

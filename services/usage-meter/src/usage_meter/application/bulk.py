@@ -20,7 +20,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from ailab_contracts.events.usage import DELTA_METERS, MAX_BATCH_EVENTS, METERS, UsageBatchEvent
 
-from ..domain.model import AcceptanceRules, timing_problem_within
+from ..domain.model import AcceptanceRules, TimingBounds
 
 # Namespace of event ids derived from (tenant, client event id); fixed forever.
 CLIENT_ID_NAMESPACE = uuid.UUID("5b0c6f2e-2f43-4a55-9d7e-6a8f0c1d2e31")
@@ -107,7 +107,7 @@ def validate_item(
     rules: AcceptanceRules,
     now: datetime,
     now_text: str | None = None,
-    bounds: tuple[datetime, datetime] | None = None,
+    bounds: TimingBounds | None = None,
 ) -> tuple[ItemResult, UsageBatchEvent | None]:
     """Judge one event of a request; an accepted one comes back as the batch item to produce."""
     if not isinstance(item, dict):
@@ -146,7 +146,7 @@ def validate_item(
         return _rejected(
             index, client_id, "negative_quantity", f"quantity of meter {event.meter} cannot be negative"
         )
-    problem = timing_problem_within(event.timestamp, bounds or rules.bounds(now))
+    problem = (bounds or rules.bounds(now)).problem(event.timestamp)
     if problem is not None:
         return _rejected(index, client_id, problem, _timing_message(problem, rules))
     return ItemResult(index, client_id, event_id, "accepted"), event

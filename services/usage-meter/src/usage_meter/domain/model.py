@@ -35,22 +35,43 @@ class AcceptanceRules:
     late_arrival_window: timedelta = timedelta(hours=48)
     future_tolerance: timedelta = timedelta(minutes=5)
 
-    def bounds(self, received_at: datetime) -> tuple[datetime, datetime]:
-        """(earliest, latest) timestamp accepted from events received at `received_at`: computed once
-        per request or record, then checked per event with `timing_problem_within`."""
-        return received_at - self.late_arrival_window, received_at + self.future_tolerance
+    def bounds(self, received_at: datetime) -> TimingBounds:
+        """The timestamps accepted from events received at `received_at`: computed once per request
+        or record, then checked per event with `TimingBounds.problem`."""
+        return TimingBounds(received_at - self.late_arrival_window, received_at + self.future_tolerance)
 
     def timing_problem(self, timestamp: datetime, received_at: datetime) -> RejectReason | None:
-        return timing_problem_within(timestamp, self.bounds(received_at))
+        return self.bounds(received_at).problem(timestamp)
 
 
-def timing_problem_within(timestamp: datetime, bounds: tuple[datetime, datetime]) -> RejectReason | None:
-    earliest, latest = bounds
-    if timestamp > latest:
-        return "timestamp_in_future"
-    if timestamp < earliest:
-        return "timestamp_too_old"
-    return None
+class TimingBounds:
+    """The earliest and latest accepted timestamp. Kept also in the time zone object of the last
+    timestamp checked: aware datetimes with the same tzinfo object compare ~20x faster (0.05 vs 1 µs)
+    than with different ones, and pydantic gives every UTC timestamp it parses one shared tzinfo."""
+
+    __slots__ = ("earliest", "latest", "_tz", "_in_tz")
+
+    def __init__(self, earliest: datetime, latest: datetime) -> None:
+        self.earliest, self.latest = earliest, latest
+        self._tz = earliest.tzinfo
+        self._in_tz = (earliest, latest)
+
+    def problem(self, timestamp: datetime) -> RejectReason | None:
+        tz = timestamp.tzinfo
+        if tz is self._tz:
+            earliest, latest = self._in_tz
+        elif tz is None or tz.utcoffset(None) is None:
+            # Not a fixed offset (e.g. a zone with daylight saving time, where comparing wall times
+            # could misorder): Python's own comparison of aware datetimes.
+            earliest, latest = self.earliest, self.latest
+        else:
+            self._tz = tz
+            self._in_tz = earliest, latest = self.earliest.astimezone(tz), self.latest.astimezone(tz)
+        if timestamp > latest:
+            return "timestamp_in_future"
+        if timestamp < earliest:
+            return "timestamp_too_old"
+        return None
 
 
 def day_of(ts: datetime) -> str:
