@@ -82,10 +82,11 @@ def _digits(value: Decimal) -> tuple[int, int]:
 def _exact_decimal(value: Any) -> Decimal:
     """Parse and check an exact decimal in one step (a hot path: every usage event has one or two).
     Pydantic's own max_digits/decimal_places constraints cost ~6 µs each per value in Python."""
-    if isinstance(value, bool):
-        raise ValueError("expected a decimal string, not a boolean")
-    if isinstance(value, float):
-        raise ValueError('send exact quantities as decimal strings (e.g. "0.25"), not as floats')
+    if type(value) is not str:  # the usual type first: one check instead of three per value
+        if isinstance(value, bool):
+            raise ValueError("expected a decimal string, not a boolean")
+        if isinstance(value, float):
+            raise ValueError('send exact quantities as decimal strings (e.g. "0.25"), not as floats')
     if isinstance(value, str):
         try:
             parsed = Decimal(value.strip())
