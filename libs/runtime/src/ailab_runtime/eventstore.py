@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -69,6 +69,10 @@ class EventStore(Protocol):
 
     async def unpublished(self, limit: int) -> list[Commit]: ...
 
+    def on_append(self, listener: Callable[[], None]) -> None:
+        """Call `listener` after every successful append made through this store (in this process)."""
+        ...
+
     async def mark_published(self, commit_ids: Sequence[str]) -> None: ...
 
     async def unprojected(self, limit: int, older_than: timedelta) -> list[Commit]: ...
@@ -105,6 +109,11 @@ class MongoEventStore:
         # by another process is a duplicate key, after which the current maximum is read again.
         self._seq_lock = asyncio.Lock()
         self._last_seq: int | None = None
+        self._append_listeners: list[Callable[[], None]] = []
+
+    def on_append(self, listener: Callable[[], None]) -> None:
+        """The outbox relay of this process wakes up on an append instead of polling for it."""
+        self._append_listeners.append(listener)
 
     async def ensure_indexes(self) -> None:
         await self._commits.create_index(
@@ -165,6 +174,8 @@ class MongoEventStore:
             await self._commits.insert_one(doc)
         except DuplicateKeyError as exc:
             raise ConcurrencyConflict(stream_id, expected_version) from exc
+        for listener in self._append_listeners:
+            listener()
         return commit
 
     async def read_stream(self, stream_id: str) -> list[EventEnvelope]:
@@ -229,6 +240,10 @@ class InMemoryEventStore:
     def __init__(self) -> None:
         self._commits: list[Commit] = []
         self._recorded: dict[str, datetime] = {}
+        self._append_listeners: list[Callable[[], None]] = []
+
+    def on_append(self, listener: Callable[[], None]) -> None:
+        self._append_listeners.append(listener)
 
     async def append(
         self,
@@ -252,6 +267,8 @@ class InMemoryEventStore:
         )
         self._commits.append(commit)
         self._recorded[commit.commit_id] = datetime.now(UTC)
+        for listener in self._append_listeners:
+            listener()
         return commit
 
     async def read_stream(self, stream_id: str) -> list[EventEnvelope]:

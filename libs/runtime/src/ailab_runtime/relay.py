@@ -34,13 +34,24 @@ class OutboxRelay:
         topic_for: TopicFor,
         poll_interval_s: float = 0.05,
         batch_size: int = 500,
+        idle_poll_max_s: float = 1.0,
     ) -> None:
         self._store = store
         self._producer = producer
         self._topic_for = topic_for
         self._poll = poll_interval_s
+        self._idle_max = max(idle_poll_max_s, poll_interval_s)
         self._batch = batch_size
+        self._wake = asyncio.Event()
         self.published_events = 0
+        self.polls = 0
+        # Commits appended in this process wake the relay at once; the polls, slower the longer
+        # nothing comes, are for commits other processes append to the same store.
+        store.on_append(self.wake)
+
+    def wake(self) -> None:
+        """Publish now: a commit was appended (in this process)."""
+        self._wake.set()
 
     async def publish_once(self) -> int:
         """Publish one batch; returns how many commits were relayed."""
@@ -75,19 +86,38 @@ class OutboxRelay:
         return futures
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Publish until `stop`. After an empty poll the relay waits for a wake-up, `stop`, or the
+        next poll, which doubles from poll_interval_s up to idle_poll_max_s while nothing comes
+        (an idle system made each service query its outbox 20 times a second)."""
         stop = stop or asyncio.Event()
+        delay = self._poll
         while not stop.is_set():
+            self._wake.clear()  # before reading: an append from now on is not missed
+            self.polls += 1
             try:
                 relayed = await self.publish_once()
             except Exception:
                 log.exception("relay batch failed; retrying")
                 relayed = 0
                 await asyncio.sleep(1.0)
-            if not relayed:
-                try:
-                    await asyncio.wait_for(stop.wait(), self._poll)
-                except TimeoutError:
-                    pass
+            if relayed:
+                delay = self._poll
+                continue
+            if await _first_of(self._wake, stop, delay):
+                delay = self._poll
+            else:
+                delay = min(delay * 2, self._idle_max)
+
+
+async def _first_of(wake: asyncio.Event, stop: asyncio.Event, seconds: float) -> bool:
+    """Wait until either event is set or `seconds` pass; True if one was set."""
+    waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())]
+    try:
+        done, _ = await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+    return bool(done)
 
 
 async def _main(args: argparse.Namespace) -> None:

@@ -143,6 +143,7 @@ class Runtime:
             producer,
             topic_by_context(self.settings.topic_prefix),
             poll_interval_s=self.settings.relay_poll_interval_s,
+            idle_poll_max_s=self.settings.relay_idle_poll_max_s,
         )
         loops: list[Awaitable[None]] = [self.relay.run(self._stop)]
         for spec in self.spec.consumers:

@@ -29,6 +29,9 @@ class ServiceSettings(BaseSettings):
         default=DEV_INTERNAL_TOKEN, description="Shared secret the gateway sends to internal services."
     )
     relay_poll_interval_s: float = 0.05
+    # Longest wait between outbox polls while nothing comes; appends in this process wake the relay
+    # at once, so this only delays commits appended by other processes.
+    relay_idle_poll_max_s: float = 1.0
     consumer_max_retries: int = 3
 
     @model_validator(mode="after")

@@ -80,3 +80,11 @@ class EventStoreContract:
         assert c1.commit_id not in unprojected
         seqs = [c.seq async for c in event_store.all_commits()]
         assert seqs == sorted(seqs)
+
+    async def test_append_listeners_hear_each_successful_append(self, event_store: EventStore) -> None:
+        heard: list[int] = []
+        event_store.on_append(lambda: heard.append(1))
+        await event_store.append("s-listen", 0, [created("s-listen")])
+        with pytest.raises(ConcurrencyConflict):
+            await event_store.append("s-listen", 0, [created("s-listen")])
+        assert heard == [1]  # the conflicting append stored nothing, so nobody is woken
