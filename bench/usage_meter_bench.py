@@ -1,12 +1,14 @@
 """Benchmark of the usage-meter (issue 5): sustained events/s from the bulk API to the aggregates,
 and event-to-aggregate lag, on this machine's real Kafka + MongoDB-wire stack.
 
-The usage-meter runs as its own process (`python -m usage_meter serve`, a fresh database and topic
-prefix). `--clients` concurrent HTTP clients post `--batch`-event bulk requests until `--events`
-events are accepted; the clock stops when the consumer has applied every one of them to the ledger
-and aggregates (its ingest-stats counter). Lag = time the aggregate write finished minus the Kafka
-record's timestamp (set when the bulk API produced it), per event, p50/p99 over all events.
-Finally the monthly totals read through the API are compared with the sums of what was sent.
+The usage-meter runs as its own processes (`python -m usage_meter serve`: an API-only one and
+`--consumers` aggregating ones; a fresh database and topic prefix). Phase 1: `--clients` concurrent
+HTTP clients post `--batch`-event bulk requests (bodies serialized beforehand) until `--events`
+events are accepted; the clock stops when the consumers have applied every one of them to the ledger
+and aggregates (their ingest-stats counters). Phase 2: a steady `--lag-rate` for `--lag-events`.
+Lag = time the aggregate write finished minus the Kafka record's timestamp (set when the bulk API
+produced it), per event, p50/p99. Finally the monthly totals read through the API are compared with
+the sums of what was sent. `--runs` runs (fresh everything each time); the median one is reported.
 Needs KAFKA_BOOTSTRAP_SERVERS and MONGODB_URI (e.g. `source .data/infra.env`).
 Writes bench/results/usage_meter.json.
 """
@@ -145,8 +147,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         headers={"Content-Type": "application/json"},
                     )
                     request_ms.append((time.perf_counter() - started) * 1000)
-                    assert response.status_code == 202 and response.json()["accepted"] == args.batch, (
-                        response.text
+                    # The body starts with the accepted count (the API writes its keys in a fixed order);
+                    # reading that much instead of parsing ~100 KB of per-event results keeps the load
+                    # generator's share of the two cores small. The totals are checked at the end.
+                    accepted = f'{{"accepted":{args.batch},"rejected":0,'.encode()
+                    assert response.status_code == 202 and response.content.startswith(accepted), (
+                        response.text[:500]
                     )
 
             cpu_before = cpu_seconds(procs)
@@ -347,8 +353,9 @@ def main() -> None:
     parser.add_argument(
         "--consumer-events", type=int, default=20000, help="usage events per consumer batch, about"
     )
-    parser.add_argument("--lag-rate", type=int, default=5000, help="events/s of the steady lag phase")
-    parser.add_argument("--lag-events", type=int, default=50000, help="events of the steady lag phase")
+    parser.add_argument("--lag-rate", type=int, default=10000, help="events/s of the steady lag phase")
+    parser.add_argument("--lag-events", type=int, default=100000, help="events of the steady lag phase")
+    parser.add_argument("--runs", type=int, default=3, help="runs; the median one is reported (default 3)")
     parser.add_argument(
         "--single-process",
         dest="split",
@@ -363,7 +370,28 @@ def main() -> None:
     )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "usage_meter.json"))
     args = parser.parse_args()
-    result = asyncio.run(run(args))
+    # Several runs, each with fresh processes, database and topics: this machine's speed varies by
+    # ±20 % from one minute to the next, so one run says little. The median run is reported whole.
+    results = []
+    for number in range(1, args.runs + 1):
+        results.append(asyncio.run(run(args)))
+        print(
+            f"run {number}/{args.runs}: {results[-1]['to_aggregates']['events_per_s']} events/s to the "
+            f"aggregates, steady-phase lag p99 {results[-1]['steady_rate']['lag_ms']['p99']} ms",
+            file=sys.stderr,
+        )
+    ranked = sorted(results, key=lambda r: r["to_aggregates"]["events_per_s"])
+    result = {
+        **ranked[len(ranked) // 2],
+        "runs": [
+            {
+                "to_aggregates_events_per_s": r["to_aggregates"]["events_per_s"],
+                "bulk_api_events_per_s": r["bulk_api"]["events_per_s"],
+                "steady_lag_p99_ms": r["steady_rate"]["lag_ms"]["p99"],
+            }
+            for r in results
+        ],
+    }
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
