@@ -23,7 +23,7 @@ from ailab_contracts import EventRegistry
 from ailab_runtime.kafka import dead_letter_headers, event_type_header
 
 from ..application.bulk import USAGE_BATCH_RECORDED
-from ..application.ingest import UsageIngestor
+from ..application.ingest import BatchResult, UsageIngestor
 from ..domain.model import AcceptanceRules, Delivery
 from .usage_records import USAGE_TYPES, Rejected, decode, decode_batch_bytes
 
@@ -128,31 +128,46 @@ class UsageConsumer:
             heartbeat_interval_ms=min(3000, self._session_timeout_ms // 3),
         )
         await consumer.start()
-        inflight: asyncio.Task[None] | None = None
+        # Three-stage pipeline, batches still in offset order at every stage: while batch k is
+        # applied to the aggregates (and committed), batch k+1 claims its ledger entries and batch
+        # k+2 is parsed. Each stage mostly waits for the database or uses the CPU while the others
+        # wait. Claims of later batches never change what an earlier batch owns (ownership goes to
+        # the first stamp stored), and nothing is committed past a failed batch.
+        inflight: deque[asyncio.Task[None]] = deque()  # apply stages, oldest first (at most two)
+        last_claim: asyncio.Task[BatchResult] | None = None
         try:
             while not stop.is_set():
                 polled_at = datetime.now(UTC)
                 batches = await consumer.getmany(timeout_ms=100, max_records=self._poll_size())
                 self.stats.partitions = sorted(tp.partition for tp in consumer.assignment())
-                # Two-stage pipeline: this batch is parsed (CPU) while the previous one is written
-                # (database I/O); batches are still applied one after the other, in offset order.
                 parsed = self._parse(batches) if batches else None
-                if inflight is not None:
-                    await inflight  # raises if the previous batch failed: nothing more is committed
-                    inflight = None
+                while inflight and (len(inflight) >= 2 or inflight[0].done()):
+                    await inflight.popleft()  # raises if that batch failed: nothing more is committed
                 if parsed is not None:
                     offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
-                    inflight = asyncio.create_task(self._apply(consumer, parsed, offsets, batches))
-                else:
+                    claim = asyncio.create_task(self._claim(last_claim, parsed))
+                    previous = inflight[-1] if inflight else None
+                    inflight.append(
+                        asyncio.create_task(self._apply(consumer, previous, claim, parsed, offsets, batches))
+                    )
+                    last_claim = claim
+                elif not inflight:
                     await self._advance_watermarks(consumer, {}, polled_at, caught_up=True)
-            if inflight is not None:
-                await inflight
+            while inflight:
+                await inflight.popleft()
         finally:
-            if inflight is not None and not inflight.done():
-                inflight.cancel()
+            for task in [*inflight, *([last_claim] if last_claim else [])]:
+                if not task.done():
+                    task.cancel()
                 with contextlib.suppress(BaseException):
-                    await inflight
+                    await task
             await consumer.stop()
+
+    async def _claim(self, previous: asyncio.Task[BatchResult] | None, parsed: ParsedBatch) -> BatchResult:
+        """The ledger stage of a batch, after the previous batch's (ledger claims in offset order)."""
+        if previous is not None:
+            await previous
+        return await self._ingestor.claim(parsed.deliveries)
 
     def _poll_size(self) -> int:
         """Records to ask for: about max_events events, whether records carry one or a thousand."""
@@ -205,11 +220,18 @@ class UsageConsumer:
     async def _apply(
         self,
         consumer: AIOKafkaConsumer,
+        previous: asyncio.Task[None] | None,
+        claim: asyncio.Task[BatchResult],
         parsed: ParsedBatch,
         offsets: dict[Any, int],
         batches: dict[Any, list[ConsumerRecord[bytes, bytes]]],
     ) -> None:
-        result = await self._ingestor.apply(parsed.deliveries)
+        """The aggregate stage of a batch, once it is claimed and the previous batch is applied and
+        committed; then its dead letters, its offsets and the watermarks."""
+        claimed = await claim
+        if previous is not None:
+            await previous
+        result = await self._ingestor.apply_claimed(claimed)
         for stage, seconds in result.seconds.items():
             self.stats.time(stage, seconds)
         if parsed.dead:

@@ -41,6 +41,7 @@ class BatchResult:
     duplicates: int = 0
     documents: int = 0
     tenants: set[str] = field(default_factory=set)
+    claimed: list[Delivery] = field(default_factory=list)  # the effective deliveries, once claimed
     seconds: dict[str, float] = field(default_factory=dict)  # time per stage (ledger, members, aggregates)
 
 
@@ -63,21 +64,31 @@ class UsageIngestor:
         self._crash_after = crash_after_writes  # tests: fail after this many aggregate writes
 
     async def apply(self, deliveries: Sequence[Delivery]) -> BatchResult:
+        return await self.apply_claimed(await self.claim(deliveries))
+
+    async def claim(self, deliveries: Sequence[Delivery]) -> BatchResult:
+        """First stage: the ledger. The result lists the deliveries that own their events (the
+        effective ones); `apply_claimed` folds them into the aggregates. Batches must be claimed in
+        offset order; a batch's claim may run while the previous batch is being applied."""
         result = BatchResult()
         if not deliveries:
             return result
         started = time.perf_counter()
         owners = await self._store.claim_ledger(deliveries)
         result.seconds["ledger"] = time.perf_counter() - started
-        effective: list[Delivery] = []
         seen: set[str] = set()
         for d in deliveries:
             # The owning delivery counts, once (a record could carry an id twice).
             if owners.get(d.entry.event_id) == d.stamp and d.entry.event_id not in seen:
                 seen.add(d.entry.event_id)
-                effective.append(d)
-        result.effective = len(effective)
-        result.duplicates = len(deliveries) - len(effective)
+                result.claimed.append(d)
+        result.effective = len(result.claimed)
+        result.duplicates = len(deliveries) - len(result.claimed)
+        return result
+
+    async def apply_claimed(self, result: BatchResult) -> BatchResult:
+        """Second stage: set members and aggregates of a claimed batch (batches in offset order)."""
+        effective = result.claimed
         if not effective:
             return result
 
