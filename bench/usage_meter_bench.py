@@ -164,17 +164,31 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for each in stats:
                 await each.get("/v1/admin/usage/ingest-stats", params={"reset_lag": "true"})
             paced = 0
-            size = max(1, args.lag_rate // 10)
+            per_tick = max(1, args.lag_rate // 10)  # every 100 ms, in requests of at most args.batch
+            sizes = [args.batch] * (per_tick // args.batch) + (
+                [per_tick % args.batch] if per_tick % args.batch else []
+            )
+            posters = [KeepAlivePoster(port, headers) for _ in sizes]
             tick = paced_started = time.perf_counter()
             while paced < args.lag_events:
-                tenant = tenants[paced // size % len(tenants)]
-                response = await client.post(
-                    f"/v1/tenants/{tenant}/usage/events", json={"events": make_batch(tenant, size, rng, sent)}
+                bodies = []
+                for size in sizes:
+                    tenant = tenants[(paced // args.batch) % len(tenants)]
+                    bodies.append(
+                        (tenant, json.dumps({"events": make_batch(tenant, size, rng, sent)}).encode())
+                    )
+                    paced += size
+                answers = await asyncio.gather(
+                    *(
+                        poster.post(f"/v1/tenants/{tenant}/usage/events", body)
+                        for poster, (tenant, body) in zip(posters, bodies, strict=True)
+                    )
                 )
-                assert response.status_code == 202, response.text
-                paced += size
+                assert all(status == 202 for status, _ in answers), answers[0][1][:500]
                 tick += 0.1
                 await asyncio.sleep(max(0.0, tick - time.perf_counter()))
+            for poster in posters:
+                await poster.close()
             paced_s = time.perf_counter() - paced_started  # longer than planned if the API fell behind
             steady = await wait_applied(stats, total + paced, 300)
             month = datetime.now(UTC).strftime("%Y-%m")
