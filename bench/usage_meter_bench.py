@@ -245,6 +245,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "cpu_seconds_during_phase_1": cpu_used,
         "monthly_totals_mismatches": mismatches,
         "targets": {"events_per_s": 20000, "lag_p99_ms": 2000},
+        "note": args.note,
     }
 
 
@@ -403,6 +404,7 @@ def main() -> None:
     parser.add_argument("--lag-rate", type=int, default=10000, help="events/s of the steady lag phase")
     parser.add_argument("--lag-events", type=int, default=100000, help="events of the steady lag phase")
     parser.add_argument("--runs", type=int, default=3, help="runs; the median one is reported (default 3)")
+    parser.add_argument("--note", default="", help="the conditions of the run, kept in the results")
     parser.add_argument(
         "--single-process",
         dest="split",
