@@ -48,8 +48,8 @@ class IngestStats:
     def time(self, stage: str, seconds: float) -> None:
         self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
 
-    def snapshot(self) -> dict[str, Any]:
-        lags = sorted(self.lags_ms)
+    def snapshot(self, lag: bool = True) -> dict[str, Any]:
+        lags = sorted(self.lags_ms) if lag else []
 
         def pct(p: float) -> float | None:
             return round(lags[min(len(lags) - 1, int(p * len(lags)))], 1) if lags else None
@@ -64,7 +64,11 @@ class IngestStats:
             "aggregate_writes": self.aggregate_writes,
             "partitions": self.partitions,
             "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
-            "lag_ms": {"p50": pct(0.5), "p99": pct(0.99), "max": lags[-1] if lags else None, "n": len(lags)},
+            "lag_ms": (
+                {"p50": pct(0.5), "p99": pct(0.99), "max": lags[-1] if lags else None, "n": len(lags)}
+                if lag
+                else None
+            ),
         }
 
 

@@ -321,10 +321,16 @@ async def ingest_stats(
     caller: Caller,
     request: Request,
     reset_lag: Annotated[bool, Query(description="Clear the lag samples after reading them")] = False,
+    lag: Annotated[
+        bool,
+        Query(
+            description="Include the lag percentiles (sorts up to 200,000 samples: leave out when polling)"
+        ),
+    ] = True,
 ) -> dict[str, Any]:
     _require_admin(caller)
     services = _services(request)
-    snapshot = services.consumer.stats.snapshot()
+    snapshot = services.consumer.stats.snapshot(lag=lag)
     if reset_lag:
         services.consumer.stats.lags_ms.clear()
     return {
