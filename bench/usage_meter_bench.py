@@ -181,16 +181,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             sizes = [args.batch] * (per_tick // args.batch) + (
                 [per_tick % args.batch] if per_tick % args.batch else []
             )
-            posters = [KeepAlivePoster(port, headers) for _ in sizes]
-            tick = paced_started = time.perf_counter()
+            # Every tick's bodies serialized before the clock, as in phase 1.
+            ticks: list[list[tuple[str, bytes]]] = []
             while paced < args.lag_events:
                 bodies = []
                 for size in sizes:
                     tenant = tenants[(paced // args.batch) % len(tenants)]
-                    bodies.append(
-                        (tenant, json.dumps({"events": make_batch(tenant, size, rng, sent)}).encode())
-                    )
+                    body = json.dumps({"events": make_batch(tenant, size, rng, sent)}).encode()
+                    bodies.append((tenant, body))
                     paced += size
+                ticks.append(bodies)
+            posters = [KeepAlivePoster(port, headers) for _ in sizes]
+            tick = paced_started = time.perf_counter()
+            for bodies in ticks:
                 answers = await asyncio.gather(
                     *(
                         poster.post(f"/v1/tenants/{tenant}/usage/events", body)
