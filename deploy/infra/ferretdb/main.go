@@ -21,6 +21,8 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof" // served only when -pprof is given
 	"os"
 	"os/signal"
 	"strings"
@@ -35,6 +37,7 @@ func main() {
 	pgURL := flag.String("postgresql-url", "postgres://postgres@127.0.0.1:5432/ferretdb", "PostgreSQL URL (postgresql handler)")
 	sqliteURL := flag.String("sqlite-url", "", "SQLite directory URI such as file:/abs/dir/ (sqlite handler; the directory must exist)")
 	logLevel := flag.String("log-level", "info", "log level: debug, info, warn or error")
+	pprofAddr := flag.String("pprof", "", "serve Go's net/http/pprof profiles on this address (off when empty), e.g. 127.0.0.1:6060")
 	flag.Parse()
 
 	var level slog.Level
@@ -62,6 +65,10 @@ func main() {
 		cfg.SQLiteURL = *sqliteURL
 	default:
 		fail(fmt.Errorf("unknown -handler %q (want postgresql or sqlite)", *handler))
+	}
+
+	if *pprofAddr != "" {
+		go func() { logger.Warn("pprof server stopped", "error", http.ListenAndServe(*pprofAddr, nil)) }()
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

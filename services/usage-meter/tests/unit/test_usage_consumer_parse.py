@@ -14,7 +14,15 @@ import pytest
 
 from ailab_contracts import REGISTRY, new_envelope
 from ailab_contracts.events.usage import UsageBatchRecorded, UsageRecorded
-from usage_meter.adapters.mongo_store import ledger_row, pack_rows, unpack_rows
+from usage_meter.adapters.mongo_store import (
+    chunk_doc,
+    chunk_rows,
+    compress_record,
+    index_ranges,
+    ledger_row,
+    parse_index_ranges,
+    record_chunk_doc,
+)
 from usage_meter.adapters.usage_records import Rejected, decode, decode_batch_bytes, entry_from
 from usage_meter.domain.model import AcceptanceRules
 
@@ -139,23 +147,33 @@ def test_a_valid_batch_decoded_from_its_bytes_equals_the_dict_decoding() -> None
     items = [item(1), item(2, project_id="prj_1", cost_usd_estimate="0.25"), item(1, quantity="100")]
     items.append(item(4, timestamp=(RECEIVED - timedelta(days=3)).isoformat()))  # too old
     raw = batch_wire(items)
-    fast = decode_batch_bytes(REGISTRY, as_bytes(raw), AcceptanceRules(), RECEIVED)
+    value = as_bytes(raw)
+    fast = decode_batch_bytes(REGISTRY, value, AcceptanceRules(), RECEIVED)
     slow = decode(REGISTRY, raw, AcceptanceRules(), RECEIVED)
     assert fast is not None
     assert fast.entries == slow.entries  # every field but the payload's form
     assert (fast.problems, fast.repeated) == (slow.problems, slow.repeated)
     assert [p[:2] for p in fast.problems] == [(3, "timestamp_too_old")] and fast.repeated == 1
-    # The chunk stores the validated events: they read back as the items as sent, with their event_id.
-    stored = unpack_rows(pack_rows([ledger_row(e) for e in fast.entries]))
+    # The entries point into the record's bytes; its chunk stores those bytes once, with the
+    # positions of the events it owns, and reads back exactly the rows the dict decoding stores.
+    assert [e.payload for e in fast.entries] == [(value, 0), (value, 1)]
+    positions = [e.payload[1] for e in fast.entries if isinstance(e.payload, tuple)]
+    at = datetime.now(UTC)
+    stored = chunk_rows(record_chunk_doc((0, 7), "acme", "2026-11-27", compress_record(value), positions, at))
+    rows = chunk_rows(chunk_doc((0, 7), "acme", "2026-11-27", [ledger_row(e) for e in slow.entries], at))
+    assert stored == rows == [items[0], items[1]]
     assert [row["event_id"] for row in stored] == [str(uuid.UUID(int=1)), str(uuid.UUID(int=2))]
-    assert [(row["quantity"], row["cost_usd_estimate"], row["project_id"]) for row in stored] == [
-        ("1", None, None),
-        ("2", "0.25", "prj_1"),
-    ]
-    # The same as storing the items as sent, plus the defaults they left out.
-    for row, sent in zip(stored, unpack_rows(pack_rows([ledger_row(e) for e in slow.entries])), strict=True):
-        assert {k: row[k] for k in sent} == sent
-        assert all(row[k] in (None, {}) for k in row.keys() - sent.keys())
+    with pytest.raises(TypeError):
+        ledger_row(fast.entries[0])  # a record's event is stored with its record, not as a row
+
+
+@pytest.mark.parametrize(
+    ("indexes", "text"),
+    [([], ""), ([0], "0"), (list(range(1000)), "0-999"), ([0, 1, 2, 5, 7, 8, 10], "0-2,5,7-8,10")],
+)
+def test_chunk_positions_are_written_as_ranges_and_read_back(indexes: list[int], text: str) -> None:
+    assert index_ranges(indexes) == text
+    assert parse_index_ranges(text) == indexes
 
 
 def test_a_batch_with_a_bad_item_or_of_another_version_is_left_to_the_dict_decoding() -> None:

@@ -23,7 +23,7 @@ from .mongo_store import (
     QUOTA_STATES,
     TENANT_LIMITS,
     WATERMARKS,
-    unpack_rows,
+    chunk_rows,
 )
 
 Doc = dict[str, Any]
@@ -161,8 +161,8 @@ class MongoUsageViews:
             if tenant_id:
                 query["tenant_id"] = tenant_id
             rows = []
-            async for doc in self._db[LEDGER_CHUNKS].find(query, {"z": 1}):
-                for row in unpack_rows(doc["z"]):
+            async for doc in self._db[LEDGER_CHUNKS].find(query, {"z": 1, "r": 1, "i": 1}):
+                for row in chunk_rows(doc):
                     at = datetime.fromisoformat(row["timestamp"])
                     if start <= at < end:
                         rows.append((at, row["event_id"], row))

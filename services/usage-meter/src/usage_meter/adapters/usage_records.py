@@ -20,7 +20,7 @@ from ailab_contracts import EventRegistry
 from ailab_contracts.events.usage import UsageBatchEvent, UsageBatchRecorded, UsageRecorded
 
 from ..application.bulk import USAGE_BATCH_RECORDED
-from ..domain.model import AcceptanceRules, UsageEntry
+from ..domain.model import AcceptanceRules, RecordItem, UsageEntry
 
 USAGE_RECORDED = "usage.UsageRecorded"
 USAGE_TYPES = frozenset({USAGE_RECORDED, USAGE_BATCH_RECORDED})
@@ -41,7 +41,7 @@ class DecodedRecord:
     repeated: int = 0  # items whose event id came earlier in the same record (counted once)
 
 
-def _entry(event: UsageRecorded, event_id: str, payload: dict[str, Any] | UsageBatchEvent) -> UsageEntry:
+def _entry(event: UsageRecorded, event_id: str, payload: dict[str, Any] | RecordItem) -> UsageEntry:
     return UsageEntry(
         event_id=event_id,
         tenant_id=event.tenant_id,
@@ -77,7 +77,8 @@ def entry_from(registry: EventRegistry, raw: dict[str, Any]) -> UsageEntry:
     return _entry(event, str(event_id), payload)
 
 
-BatchItem = tuple[int, UsageBatchEvent | None, str | None, Any]  # index, event, problem, wire item
+# index, validated event or None, problem, the item as sent (a wire dict, or its place in the record)
+BatchItem = tuple[int, UsageBatchEvent | None, str | None, dict[str, Any] | RecordItem]
 
 
 class _BatchEnvelope(BaseModel):
@@ -98,7 +99,7 @@ def decode_batch_bytes(
 ) -> DecodedRecord | None:
     """`decode` of a batch record's bytes when the whole record is valid and of the current version;
     None otherwise (the caller then decodes it with `decode`, which reports each bad item). The
-    entries' payloads are the validated events: they serialize back to the items as sent."""
+    entries' payloads are their places in `value` (RecordItem): the ledger keeps the record's bytes."""
     try:
         record = _BatchEnvelope.model_validate_json(value)
     except ValidationError:
@@ -111,7 +112,7 @@ def decode_batch_bytes(
         raise Rejected(
             "tenant_mismatch", f"envelope tenant {record.tenant_id} != payload {record.payload.tenant_id}"
         )
-    items = ((index, event, None, event) for index, event in enumerate(record.payload.events))
+    items = ((index, event, None, (value, index)) for index, event in enumerate(record.payload.events))
     return _accepted(items, rules, received)
 
 

@@ -10,8 +10,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel
-
 from ailab_contracts.events.usage import DELTA_METERS, decimal_text
 
 GROUP_DIMENSIONS: tuple[str, ...] = ("provider", "model", "project", "agent")
@@ -91,6 +89,12 @@ def next_month_start(month: str) -> datetime:
     return datetime(year + mon // 12, mon % 12 + 1, 1, tzinfo=UTC)
 
 
+RecordItem = tuple[bytes, int]
+"""An event of a `usage.UsageBatchRecorded` record by position: (the record's bytes as consumed, the
+item's index in `payload.events`). The ledger stores the record's bytes once instead of serializing
+its events again (a plain tuple: one is built per event on the hot path)."""
+
+
 @dataclass(slots=True)
 class UsageEntry:
     """One accepted usage event as the ledger holds it. Never changed once built (not frozen only
@@ -108,8 +112,8 @@ class UsageEntry:
     project_id: str | None = None
     agent_id: str | None = None
     # The event as received, kept in the ledger for export; not part of equality: its wire payload
-    # (JSON-ready dict), or the validated batch item (a pydantic model that serializes back to it).
-    payload: dict[str, Any] | BaseModel | None = field(default=None, compare=False)
+    # (JSON-ready dict), or where it sits in a batch record's bytes (RecordItem).
+    payload: dict[str, Any] | RecordItem | None = field(default=None, compare=False)
 
     # UTC day, YYYY-MM-DD: derived from the timestamp when the entry is built (read several times
     # per event on the hot path; functools.cached_property costs more than computing it).
