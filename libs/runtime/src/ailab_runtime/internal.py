@@ -23,12 +23,14 @@ class InternalCaller:
     role: str
 
 
-def internal_caller(
+async def internal_caller(
     request: Request,
     x_internal_token: Annotated[str | None, Header(alias=INTERNAL_TOKEN_HEADER)] = None,
     x_principal_id: Annotated[str | None, Header(alias=PRINCIPAL_HEADER)] = None,
     x_principal_role: Annotated[str | None, Header(alias=ROLE_HEADER)] = None,
 ) -> InternalCaller:
+    # async, though it never awaits: FastAPI runs a plain `def` dependency in a worker thread, where
+    # the context variables set below would not reach the request (and the hop costs each request).
     expected: str = request.app.state.settings.internal_token
     if not x_internal_token or not hmac.compare_digest(x_internal_token, expected):
         raise ApiError(401, "unauthorized", "missing or invalid internal service credential")

@@ -3,8 +3,8 @@ accepted ones produced to Kafka together as `usage.UsageBatchRecorded` records (
 only when it would exceed the size a Kafka record may have; acks=all) before the answer; no database
 write on this path. A client id maps to a deterministic event id, so a retried id counts once.
 
-A hot path (the benchmark wants 20,000 events/s on two cores), hence the hand-rolled uuid texts and
-the JSON built from pydantic's serializer output instead of per-event dicts."""
+A hot path (the benchmark wants 20,000 events/s on two cores), hence the hand-rolled uuid texts, one
+validation call per request, and records written from the events as sent instead of re-serialized."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol
 
+import pydantic_core
 from pydantic import TypeAdapter, ValidationError
 
 from ailab_contracts.events.usage import DELTA_METERS, MAX_BATCH_EVENTS, METERS, UsageBatchEvent
@@ -98,58 +99,102 @@ def _rejected(index: int, client_id: str | None, reason: str, message: str) -> t
     return ItemResult(index, client_id, None, "rejected", reason, message), None
 
 
-def validate_item(
-    index: int,
-    item: Any,
-    *,
-    tenant_id: str,
-    principal: str,
-    rules: AcceptanceRules,
-    now: datetime,
-    now_text: str | None = None,
-    bounds: TimingBounds | None = None,
-) -> tuple[ItemResult, UsageBatchEvent | None]:
-    """Judge one event of a request; an accepted one comes back as the batch item to produce."""
+class _Prepared(NamedTuple):
+    """An item that passed the checks before validation: the event body to validate, with its ids."""
+
+    index: int
+    client_id: str | None
+    event_id: str
+    body: dict[str, Any]
+
+
+def _prepare(
+    index: int, item: Any, *, tenant_id: str, principal: str, now_text: str
+) -> _Prepared | ItemResult:
+    """The checks that need the item as sent, then the body to validate (defaults filled in and the
+    event id derived), or the item's rejection."""
     if not isinstance(item, dict):
-        return ItemResult(
-            index, None, None, "rejected", "invalid_event", "each event must be an object"
-        ), None
+        return ItemResult(index, None, None, "rejected", "invalid_event", "each event must be an object")
     body = item.copy()
     client_id = body.pop("event_id", None)
     if client_id is not None and (not isinstance(client_id, str) or not 1 <= len(client_id) <= 200):
-        return (
-            ItemResult(index, None, None, "rejected", "invalid_event", "event_id: 1-200 characters"),
-            None,
-        )
-
+        return ItemResult(index, None, None, "rejected", "invalid_event", "event_id: 1-200 characters")
     if item.get("tenant_id") not in (None, tenant_id):
         return _rejected(
             index, client_id, "tenant_mismatch", f"tenant_id {item.get('tenant_id')!r} is not {tenant_id!r}"
-        )
+        )[0]
     meter = body.get("meter")
     if isinstance(meter, str) and meter not in _METERS:
         return _rejected(
             index, client_id, "unknown_meter", f"unknown meter {meter!r}; known: {', '.join(METERS)}"
-        )
+        )[0]
     body["tenant_id"] = tenant_id
     body.setdefault("user_id", principal)
     body.setdefault("provider", "internal")
     body.setdefault("request_id", client_id or f"bulk-{index}")
-    body.setdefault("timestamp", now_text or now.isoformat())
+    body.setdefault("timestamp", now_text)
     event_id = event_id_text(tenant_id, client_id) if client_id else random_event_id()
     body["event_id"] = event_id
+    return _Prepared(index, client_id, event_id, body)
+
+
+def _validate(prepared: _Prepared) -> UsageBatchEvent | ItemResult:
     try:
-        event = _EVENT.validate_python(body)
+        return _EVENT.validate_python(prepared.body)
     except ValidationError as exc:
-        return _rejected(index, client_id, *_reason(exc.errors(include_url=False), item))
+        return _rejected(
+            prepared.index, prepared.client_id, *_reason(exc.errors(include_url=False), prepared.body)
+        )[0]
+
+
+def _judge(
+    prepared: _Prepared, event: UsageBatchEvent, rules: AcceptanceRules, bounds: TimingBounds
+) -> tuple[ItemResult, dict[str, Any] | None]:
+    """The checks of a validated event: its sign and its timing."""
     if event.quantity < 0 and event.meter not in DELTA_METERS:
         return _rejected(
-            index, client_id, "negative_quantity", f"quantity of meter {event.meter} cannot be negative"
+            prepared.index,
+            prepared.client_id,
+            "negative_quantity",
+            f"quantity of meter {event.meter} cannot be negative",
         )
-    problem = (bounds or rules.bounds(now)).problem(event.timestamp)
+    problem = bounds.problem(event.timestamp)
     if problem is not None:
-        return _rejected(index, client_id, problem, _timing_message(problem, rules))
-    return ItemResult(index, client_id, event_id, "accepted"), event
+        return _rejected(prepared.index, prepared.client_id, problem, _timing_message(problem, rules))
+    return ItemResult(prepared.index, prepared.client_id, prepared.event_id, "accepted"), prepared.body
+
+
+def validate_items(
+    items: Sequence[Any], *, tenant_id: str, principal: str, rules: AcceptanceRules, now: datetime
+) -> list[tuple[ItemResult, dict[str, Any] | None]]:
+    """Judge each event of a request on its own; an accepted one comes back with the batch item to
+    produce: the event as sent, with the fields the API fills in (tenant, ids, defaults). It is a
+    valid `UsageBatchEvent` as it stands, so it is written as it is instead of serializing the
+    validated model (~1.2 µs less per event), and export later shows it as sent.
+
+    The prepared bodies are validated in one call (a call per event costs ~1 µs more each); only
+    when one of them is bad are they validated one by one, to say which and why."""
+    now_text = now.isoformat()
+    bounds = rules.bounds(now)
+    steps = [
+        _prepare(i, item, tenant_id=tenant_id, principal=principal, now_text=now_text)
+        for i, item in enumerate(items)
+    ]
+    prepared = [step for step in steps if isinstance(step, _Prepared)]
+    validated: list[UsageBatchEvent | ItemResult]
+    try:
+        validated = list(_EVENTS.validate_python([p.body for p in prepared]))
+    except ValidationError:
+        validated = [_validate(p) for p in prepared]
+    outcome = dict(zip((p.index for p in prepared), validated, strict=True))
+    results: list[tuple[ItemResult, dict[str, Any] | None]] = []
+    for step in steps:
+        if isinstance(step, ItemResult):
+            results.append((step, None))
+            continue
+        event = outcome[step.index]
+        results.append((event, None) if isinstance(event, ItemResult) else _judge(step, event, rules, bounds))
+    return results
 
 
 def _record_head(tenant_id: str, position: int, *, now_text: str, request_id: str | None) -> bytes:
@@ -174,21 +219,22 @@ def _record_head(tenant_id: str, position: int, *, now_text: str, request_id: st
 
 
 def batch_record_values(
-    events: Sequence[UsageBatchEvent],
+    events: Sequence[dict[str, Any]],
     *,
     tenant_id: str,
     now: datetime,
     request_id: str | None,
     max_bytes: int = MAX_RECORD_BYTES,
 ) -> list[bytes]:
-    """Wire envelopes of `usage.UsageBatchRecorded` carrying `events` in order: one record, or as few
-    as keep each within max_bytes and MAX_BATCH_EVENTS (an event alone larger still gets a record).
+    """Wire envelopes of `usage.UsageBatchRecorded` carrying `events` (valid batch items) in order:
+    one record, or as few as keep each within max_bytes and MAX_BATCH_EVENTS (an event alone larger
+    still gets a record).
     Split records are positions 1, 2, ... of the request's stream."""
     if not events:
         return []
     now_text = now.isoformat()
     head = _record_head(tenant_id, 1, now_text=now_text, request_id=request_id)
-    whole = _EVENTS.dump_json(list(events))  # the usual case: one serializer call for all of them
+    whole = pydantic_core.to_json(events)  # the usual case: one serializer call for all of them
     if len(head) + len(whole) + 2 <= max_bytes and len(events) <= MAX_BATCH_EVENTS:
         return [head + whole + b"}}"]
     # Heads differ only in their position's digits (the record id is a uuid): budget for the longest.
@@ -196,7 +242,7 @@ def batch_record_values(
     chunks: list[list[bytes]] = [[]]
     size = 0
     for event in events:
-        part = _EVENT.dump_json(event)
+        part = pydantic_core.to_json(event)
         current = chunks[-1]
         if current and (size + len(part) + 1 > budget or len(current) == MAX_BATCH_EVENTS):
             chunks.append([])
@@ -222,22 +268,12 @@ async def ingest_bulk(
     max_record_bytes: int = MAX_RECORD_BYTES,
 ) -> list[ItemResult]:
     now = now or datetime.now(UTC)
-    now_text = now.isoformat()
-    bounds = rules.bounds(now)
     results: list[ItemResult] = []
-    accepted: list[UsageBatchEvent] = []
+    accepted: list[dict[str, Any]] = []
     sent: set[str | None] = set()
-    for index, item in enumerate(items):
-        result, event = validate_item(
-            index,
-            item,
-            tenant_id=tenant_id,
-            principal=principal,
-            rules=rules,
-            now=now,
-            now_text=now_text,
-            bounds=bounds,
-        )
+    for result, event in validate_items(
+        items, tenant_id=tenant_id, principal=principal, rules=rules, now=now
+    ):
         results.append(result)
         if event is not None and result.event_id not in sent:
             sent.add(result.event_id)  # the same client id twice in one request is sent once
