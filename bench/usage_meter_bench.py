@@ -9,7 +9,9 @@ and aggregates (their ingest-stats counters). Phase 2: a steady `--lag-rate` for
 Lag = time the aggregate write finished minus the Kafka record's timestamp (set when the bulk API
 produced it), per event, p50/p99. Finally the monthly totals read through the API are compared with
 the sums of what was sent. `--runs` runs (5; fresh everything each time); the median one is
-reported. `--warmup-events` (20,000) go through the whole path before the clock starts.
+reported. `--warmup-events` (20,000) go through the whole path before the clock starts. Each run
+records `cpu_probe_ms_before`, the time of a fixed pure-Python loop just before it (the machine's
+speed at the time; lower is faster).
 Needs KAFKA_BOOTSTRAP_SERVERS and MONGODB_URI (e.g. `source .data/infra.env`).
 Writes bench/results/usage_meter.json.
 """
@@ -410,6 +412,17 @@ async def wait_applied(clients: list[httpx.AsyncClient], total: int, timeout_s: 
         await asyncio.sleep(0.05)
 
 
+def cpu_probe_ms() -> float:
+    """Milliseconds a fixed pure-Python loop takes here now (best of 3): this machine's speed drifts
+    by up to ~50 % within an hour, so each run records it next to its results (lower is faster)."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        sum(range(3_000_000))
+        best = min(best, time.perf_counter() - started)
+    return round(best * 1000, 1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -443,13 +456,17 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "usage_meter.json"))
     args = parser.parse_args()
     # Several runs, each with fresh processes, database and topics: this machine's speed varies by
-    # ±20 % from one minute to the next, so one run says little. The median run is reported whole.
+    # ±20 % from one minute to the next (more within an hour), so one run says little. The median
+    # run is reported whole; every run records the CPU probe taken just before it.
     results = []
     for number in range(1, args.runs + 1):
+        probe = cpu_probe_ms()
         results.append(asyncio.run(run(args)))
+        results[-1]["machine"]["cpu_probe_ms_before"] = probe
         print(
             f"run {number}/{args.runs}: {results[-1]['to_aggregates']['events_per_s']} events/s to the "
-            f"aggregates, steady-phase lag p99 {results[-1]['steady_rate']['lag_ms']['p99']} ms",
+            f"aggregates, steady-phase lag p99 {results[-1]['steady_rate']['lag_ms']['p99']} ms "
+            f"(cpu probe {probe} ms)",
             file=sys.stderr,
         )
     ranked = sorted(results, key=lambda r: r["to_aggregates"]["events_per_s"])
@@ -460,6 +477,7 @@ def main() -> None:
                 "to_aggregates_events_per_s": r["to_aggregates"]["events_per_s"],
                 "bulk_api_events_per_s": r["bulk_api"]["events_per_s"],
                 "steady_lag_p99_ms": r["steady_rate"]["lag_ms"]["p99"],
+                "cpu_probe_ms_before": r["machine"]["cpu_probe_ms_before"],
             }
             for r in results
         ],
