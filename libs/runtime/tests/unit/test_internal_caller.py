@@ -21,7 +21,11 @@ def app() -> FastAPI:
 
     @app.get("/v1/tenants/{tenant_id}/whoami")
     async def whoami(tenant_id: str, caller: Caller) -> dict[str, str | None]:
-        return {"principal": caller.principal_id, "user_var": user_id_var.get(), "tenant_var": tenant_id_var.get()}
+        return {
+            "principal": caller.principal_id,
+            "user_var": user_id_var.get(),
+            "tenant_var": tenant_id_var.get(),
+        }
 
     return app
 
