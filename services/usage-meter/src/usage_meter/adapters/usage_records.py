@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -49,7 +49,7 @@ def _entry(event: UsageRecorded, event_id: str, payload: dict[str, Any] | Record
         meter=event.meter,
         quantity=event.quantity,
         cost=event.cost_usd_estimate,
-        timestamp=event.timestamp.astimezone(UTC),
+        timestamp=event.timestamp,  # brought to UTC by the entry
         provider=event.provider,
         model=event.model,
         project_id=event.project_id,

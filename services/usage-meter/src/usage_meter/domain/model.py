@@ -120,7 +120,9 @@ class UsageEntry:
     day: str = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
-        self.day = self.timestamp.astimezone(UTC).date().isoformat()
+        # The one place an entry's timestamp is brought to UTC (pydantic's own UTC tzinfo included).
+        self.timestamp = utc = self.timestamp.astimezone(UTC)
+        self.day = utc.date().isoformat()
 
     @property
     def month(self) -> str:
