@@ -95,8 +95,8 @@ def _timing_message(problem: str, rules: AcceptanceRules) -> str:
     return f"timestamp is older than the late-arrival window ({rules.late_arrival_window})"
 
 
-def _rejected(index: int, client_id: str | None, reason: str, message: str) -> tuple[ItemResult, None]:
-    return ItemResult(index, client_id, None, "rejected", reason, message), None
+def _rejected(index: int, client_id: str | None, reason: str, message: str) -> ItemResult:
+    return ItemResult(index, client_id, None, "rejected", reason, message)
 
 
 class _Prepared(NamedTuple):
@@ -122,12 +122,12 @@ def _prepare(
     if item.get("tenant_id") not in (None, tenant_id):
         return _rejected(
             index, client_id, "tenant_mismatch", f"tenant_id {item.get('tenant_id')!r} is not {tenant_id!r}"
-        )[0]
+        )
     meter = body.get("meter")
     if isinstance(meter, str) and meter not in _METERS:
         return _rejected(
             index, client_id, "unknown_meter", f"unknown meter {meter!r}; known: {', '.join(METERS)}"
-        )[0]
+        )
     body["tenant_id"] = tenant_id
     body.setdefault("user_id", principal)
     body.setdefault("provider", "internal")
@@ -144,7 +144,7 @@ def _validate(prepared: _Prepared) -> UsageBatchEvent | ItemResult:
     except ValidationError as exc:
         return _rejected(
             prepared.index, prepared.client_id, *_reason(exc.errors(include_url=False), prepared.body)
-        )[0]
+        )
 
 
 def _judge(
@@ -152,15 +152,11 @@ def _judge(
 ) -> tuple[ItemResult, dict[str, Any] | None]:
     """The checks of a validated event: its sign and its timing."""
     if event.quantity < 0 and event.meter not in DELTA_METERS:
-        return _rejected(
-            prepared.index,
-            prepared.client_id,
-            "negative_quantity",
-            f"quantity of meter {event.meter} cannot be negative",
-        )
+        message = f"quantity of meter {event.meter} cannot be negative"
+        return _rejected(prepared.index, prepared.client_id, "negative_quantity", message), None
     problem = bounds.problem(event.timestamp)
     if problem is not None:
-        return _rejected(prepared.index, prepared.client_id, problem, _timing_message(problem, rules))
+        return _rejected(prepared.index, prepared.client_id, problem, _timing_message(problem, rules)), None
     return ItemResult(prepared.index, prepared.client_id, prepared.event_id, "accepted"), prepared.body
 
 
@@ -271,13 +267,13 @@ async def ingest_bulk(
     results: list[ItemResult] = []
     accepted: list[dict[str, Any]] = []
     sent: set[str | None] = set()
-    for result, event in validate_items(
+    for result, wire_item in validate_items(
         items, tenant_id=tenant_id, principal=principal, rules=rules, now=now
     ):
         results.append(result)
-        if event is not None and result.event_id not in sent:
+        if wire_item is not None and result.event_id not in sent:
             sent.add(result.event_id)  # the same client id twice in one request is sent once
-            accepted.append(event)
+            accepted.append(wire_item)
     if accepted:
         key = tenant_id.encode()
         values = batch_record_values(
