@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -30,6 +31,49 @@ from .usage_records import USAGE_TYPES, Rejected, decode, decode_batch_bytes
 log = logging.getLogger(__name__)
 
 
+_LAG_RATIO = 1.01  # bucket width of the lag histogram: quantiles come out at most 1 % high
+_LOG_LAG_RATIO = math.log(_LAG_RATIO)
+
+
+class LagHistogram:
+    """Event-to-aggregate lag of every event since the last clear, in constant memory: event counts
+    per bucket on a log scale (bucket k holds lags in (1.01^(k-1), 1.01^k] ms; bucket 0 up to 1 ms),
+    so a quantile is read in at most 1 % too high, whatever the number of events, and adding the
+    events of one record is a single update (they share the record's timestamp)."""
+
+    __slots__ = ("counts", "n", "max")
+
+    def __init__(self) -> None:
+        self.counts: dict[int, int] = {}
+        self.n = 0
+        self.max: float | None = None
+
+    def add(self, lag_ms: float, events: int = 1) -> None:
+        bucket = 0 if lag_ms <= 1.0 else math.ceil(math.log(lag_ms) / _LOG_LAG_RATIO)
+        self.counts[bucket] = self.counts.get(bucket, 0) + events
+        self.n += events
+        if self.max is None or lag_ms > self.max:
+            self.max = lag_ms
+
+    def quantile(self, q: float) -> float | None:
+        """The lag at rank min(n - 1, q * n) of the events sorted by lag (its bucket's upper bound,
+        never above the largest lag seen)."""
+        if not self.n or self.max is None:
+            return None
+        rank = min(self.n - 1, int(q * self.n))
+        seen = 0
+        for bucket in sorted(self.counts):
+            seen += self.counts[bucket]
+            if seen > rank:
+                return min(self.max, 1.0 if bucket == 0 else _LAG_RATIO**bucket)
+        return self.max
+
+    def clear(self) -> None:
+        self.counts.clear()
+        self.n = 0
+        self.max = None
+
+
 @dataclass
 class IngestStats:
     """Counters of this process's usage consumer (exposed by GET /v1/admin/usage/ingest-stats)."""
@@ -42,17 +86,16 @@ class IngestStats:
     skipped: int = 0
     aggregate_writes: int = 0
     partitions: list[int] = field(default_factory=list)  # assigned to this process now
-    lags_ms: deque[float] = field(default_factory=lambda: deque(maxlen=200_000))
+    lags: LagHistogram = field(default_factory=LagHistogram)
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
     def time(self, stage: str, seconds: float) -> None:
         self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
 
     def snapshot(self, lag: bool = True) -> dict[str, Any]:
-        lags = sorted(self.lags_ms) if lag else []
-
         def pct(p: float) -> float | None:
-            return round(lags[min(len(lags) - 1, int(p * len(lags)))], 1) if lags else None
+            value = self.lags.quantile(p)
+            return None if value is None else round(value, 1)
 
         return {
             "batches": self.batches,
@@ -65,9 +108,7 @@ class IngestStats:
             "partitions": self.partitions,
             "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
             "lag_ms": (
-                {"p50": pct(0.5), "p99": pct(0.99), "max": lags[-1] if lags else None, "n": len(lags)}
-                if lag
-                else None
+                {"p50": pct(0.5), "p99": pct(0.99), "max": self.lags.max, "n": self.lags.n} if lag else None
             ),
         }
 
@@ -76,7 +117,7 @@ class IngestStats:
 class ParsedBatch:
     deliveries: list[Delivery] = field(default_factory=list)
     dead: list[tuple[ConsumerRecord[bytes, bytes], str, str]] = field(default_factory=list)
-    timestamps: list[int] = field(default_factory=list)
+    timestamps: list[tuple[int, int]] = field(default_factory=list)  # (record timestamp, its entries)
     repeated: int = 0  # same event id twice in one batch record: counted as duplicates
 
 
@@ -213,7 +254,8 @@ class UsageConsumer:
                 parsed.repeated += decoded.repeated
                 for entry in decoded.entries:
                     parsed.deliveries.append(Delivery(record.partition, record.offset, entry))
-                    parsed.timestamps.append(record.timestamp)
+                if decoded.entries:
+                    parsed.timestamps.append((record.timestamp, len(decoded.entries)))
         self.stats.time("parse", time.perf_counter() - parse_started)
         records = sum(len(r) for r in batches.values())
         if records:
@@ -246,7 +288,8 @@ class UsageConsumer:
         self.stats.applied += result.effective
         self.stats.duplicates += result.duplicates + parsed.repeated
         self.stats.aggregate_writes += result.documents
-        self.stats.lags_ms.extend(done_ms - ts for ts in parsed.timestamps)
+        for timestamp, events in parsed.timestamps:
+            self.stats.lags.add(done_ms - timestamp, events)
         if result.duplicates or parsed.repeated:
             count = result.duplicates + parsed.repeated
             log.info("duplicate usage events ignored", extra={"fields": {"count": count}})

@@ -320,11 +320,12 @@ async def export_usage(
 async def ingest_stats(
     caller: Caller,
     request: Request,
-    reset_lag: Annotated[bool, Query(description="Clear the lag samples after reading them")] = False,
+    reset_lag: Annotated[bool, Query(description="Clear the lag histogram after reading it")] = False,
     lag: Annotated[
         bool,
         Query(
-            description="Include the lag percentiles (sorts up to 200,000 samples: leave out when polling)"
+            description="Include the lag percentiles (over every event since the last reset, read from "
+            "1 % buckets)"
         ),
     ] = True,
 ) -> dict[str, Any]:
@@ -332,7 +333,7 @@ async def ingest_stats(
     services = _services(request)
     snapshot = services.consumer.stats.snapshot(lag=lag)
     if reset_lag:
-        services.consumer.stats.lags_ms.clear()
+        services.consumer.stats.lags.clear()
     return {
         **snapshot,
         "days_closed": services.closer.closed,
