@@ -126,15 +126,7 @@ start_ferretdb() {
         mkdir -p "$FERRETDB_SQLITE_DIR"
         args+=(-sqlite-url "file:$FERRETDB_SQLITE_DIR/")
     else
-        local pg_url="$FERRETDB_PG_URL"
-        [[ -n "${PG_SOCK_DIR:-}" ]] || pg_choose_dirs
-        # Over PostgreSQL's Unix socket when its directory needs no escaping in a URL: each round trip
-        # over loopback TCP costs both processes more kernel time (measured on the usage ledger and
-        # aggregate writes: about 5-10 % less database CPU over the socket).
-        if [[ -S "$PG_SOCK_DIR/.s.PGSQL.$PG_PORT" && "$PG_SOCK_DIR" =~ ^[A-Za-z0-9/._-]+$ ]]; then
-            pg_url="postgres://postgres@/ferretdb?host=$PG_SOCK_DIR&port=$PG_PORT"
-        fi
-        args+=(-postgresql-url "$pg_url")
+        args+=(-postgresql-url "$FERRETDB_PG_URL")
     fi
     log "ferretdb: starting on 127.0.0.1:$MONGO_PORT (handler $FERRETDB_HANDLER)"
     # FerretDB allocates several objects per document it converts; Go's default GC target (100)
