@@ -74,6 +74,7 @@ def _wire(runtime: Runtime) -> None:
         invoices=invoices,
         reconcile=ReconcileService(store, invoices, usage_meter),
         webhooks=webhooks,
+        usage_sync=sync,
     )
     runtime.extras["billing_loop"] = BillingLoop(sync, webhooks, invoices, settings.billing_loop_interval_s)
     runtime.closers.append(usage_meter.aclose)

@@ -298,3 +298,62 @@ async def test_stripe_unreachable_means_error_then_a_retry_syncs(billing: Billin
         ("synced", 2),
     ]
     assert events[1]["payload"]["error"].startswith("stripe:")
+
+
+async def test_a_day_out_of_attempts_is_retried_by_an_operator(billing: Billing) -> None:
+    """A day whose automatic retries ran out stays `error`; the admin route starts its count again
+    and sends it now. Synced days and unknown days are answered without recording anything."""
+    from billing.application.usage_sync import sync_stream
+
+    real_sync = billing.runtime.extras["usage_sync"]
+    tenant = billing.tenant()
+    await billing.create_tenant(tenant, "pro")
+    day = "2026-11-24"
+    await billing.runtime.db["usage_days"].insert_one(
+        {
+            "_id": f"{tenant}:{day}",
+            "tenant_id": tenant,
+            "day": day,
+            "month": day[:7],
+            "meters": {"tokens_in": {"quantity": "11"}},
+        }
+    )
+    # The state a day is left in after its last automatic attempt failed.
+    stream = sync_stream(tenant, day)
+    max_attempts = billing.settings.usage_sync_max_attempts
+    await real_sync._record(stream, 0, tenant, day, "error", [], "stripe: timed out", max_attempts)
+    assert await real_sync.sync(tenant, day) == "error"  # no attempts left: nothing is tried
+
+    path = f"/v1/admin/billing/usage-sync/{tenant}/{day}/retry"
+    refused = await billing.client.post(path, headers=ADMIN)
+    assert refused.status_code == 403
+    retried = await billing.client.post(path, headers=PLATFORM)
+    assert retried.status_code == 200, retried.text
+    assert retried.json() == {
+        "tenant_id": tenant,
+        "day": day,
+        "status": "synced",
+        "attempts": 1,
+        "meters": ["tokens_in"],
+        "error": None,
+    }
+    events = await billing.billing_events(tenant, "billing.UsageSyncStatusChanged", at_least=3)
+    assert [(e["payload"]["status"], e["payload"]["attempts"]) for e in events] == [
+        ("error", max_attempts),
+        ("pending", 0),
+        ("synced", 1),
+    ]
+    sent = await billing.runtime.db["stripe_meter_events"].count_documents({"tenant_id": tenant})
+    assert sent == 1
+
+    again = await billing.client.post(path, headers=PLATFORM)  # synced: left as it is
+    assert again.status_code == 200 and again.json()["status"] == "synced"
+    assert len(await billing.billing_events(tenant, "billing.UsageSyncStatusChanged")) == 3
+    unknown = await billing.client.post(
+        f"/v1/admin/billing/usage-sync/{tenant}/2026-01-01/retry", headers=PLATFORM
+    )
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "not_found"
+    bad_day = await billing.client.post(
+        f"/v1/admin/billing/usage-sync/{tenant}/2026-13-01/retry", headers=PLATFORM
+    )
+    assert bad_day.status_code == 422

@@ -115,6 +115,22 @@ class UsageSyncService:
             except StreamConflict:
                 return "conflict"  # another replica is syncing this day
 
+    async def retry(self, tenant_id: str, day: str) -> dict[str, Any] | None:
+        """An operator's retry of a day not synced yet, e.g. one that used up its attempts: its
+        attempt count starts again (`pending`, 0 attempts), then one attempt runs now; the billing
+        loop's backoff retries take over after it. Returns the day's sync state (a synced day is left
+        as it is), or None when billing has no sync state for that day. Raises StreamConflict when
+        another replica records for the day at the same moment."""
+        stream = sync_stream(tenant_id, day)
+        async with self._serializer.hold(stream):
+            state = await self._store.sync_state(tenant_id, day)
+            if state is None or state["status"] == "synced":
+                return state
+            version = await self._recorder.version(stream)
+            await self._record(stream, version, tenant_id, day, "pending", [], None, 0)
+        await self.sync(tenant_id, day)
+        return await self._store.sync_state(tenant_id, day)
+
     async def retry_due(self) -> int:
         now = datetime.now(UTC)
         due = [

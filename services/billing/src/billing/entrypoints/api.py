@@ -16,13 +16,16 @@ from ailab_runtime.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, keyset_page
 from ailab_runtime.service import Runtime
 
 from ..adapters.mongo_billing import INVOICES
+from ..adapters.recorder import StreamConflict
 from ..application.accounts import AccountService
 from ..application.invoices import InvoiceService, current_month, last_day
 from ..application.reconcile import ReconcileService
+from ..application.usage_sync import UsageSyncService
 from ..application.webhooks import WebhookService
 from ..domain.plans import PLANS
 from ..domain.rating import text
 from .schemas import (
+    DAY_PATTERN,
     MONTH_PATTERN,
     BillingUsageOut,
     DayUsageOut,
@@ -34,6 +37,7 @@ from .schemas import (
     ReconcileOut,
     StripeRefs,
     UsageCountsOut,
+    UsageSyncOut,
     WebhookAck,
 )
 
@@ -47,6 +51,7 @@ class BillingPorts:
     invoices: InvoiceService
     reconcile: ReconcileService
     webhooks: WebhookService
+    usage_sync: UsageSyncService
 
 
 def billing_ports(request: Request) -> BillingPorts:
@@ -266,6 +271,39 @@ async def reconcile(
 ) -> ReconcileOut:
     _require_role(caller, ADMINS)
     return ReconcileOut.model_validate(await ports.reconcile.month(month, tenant_id))
+
+
+@admin.post(
+    "/usage-sync/{tenant_id}/{day}/retry",
+    response_model=UsageSyncOut,
+    summary="Send a closed day's usage to Stripe again, with a fresh attempt count (platform_admin)",
+    responses={
+        404: {"model": ErrorResponse, "description": "Billing has no sync state for that day"},
+        409: {"model": ErrorResponse, "description": "Another replica is recording for that day now"},
+    },
+)
+async def retry_usage_sync(
+    tenant_id: TenantId,
+    day: Annotated[
+        str, Path(pattern=DAY_PATTERN, description="UTC day `YYYY-MM-DD`.", examples=["2026-11-23"])
+    ],
+    caller: Caller,
+    ports: Ports,
+) -> UsageSyncOut:
+    """For a day whose automatic retries ran out (`error` after `USAGE_SYNC_MAX_ATTEMPTS`), or any day
+    not synced yet: its attempt count starts again and one attempt runs now; the billing loop retries
+    it with backoff after that. A synced day is returned as it is (Stripe deduplicates meter events by
+    identifier anyway)."""
+    _require_role(caller, ADMINS)
+    try:
+        state = await ports.usage_sync.retry(tenant_id, day)
+    except StreamConflict as exc:
+        raise ApiError(
+            409, "sync_in_progress", f"the sync of {tenant_id} {day} is being recorded now"
+        ) from exc
+    if state is None:
+        raise not_found("usage sync of day", f"{tenant_id} {day}")
+    return UsageSyncOut.model_validate(state)
 
 
 @webhooks.post(

@@ -11,6 +11,7 @@ from ailab_contracts.events.tenancy import TenantLimits
 
 Money = str
 MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
+DAY_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$"
 
 
 class MeteredRateOut(BaseModel):
@@ -122,6 +123,17 @@ class ReconcileMeterOut(BaseModel):
     rated: str = Field(description="Sum of the closed days billing received and rates.")
     expected_in_stripe: str = Field(description="Quantities of the meters each synced day sent.")
     sent_to_stripe: str = Field(description="Quantities of the meter events billing recorded as sent.")
+
+
+class UsageSyncOut(BaseModel):
+    """Where sending one closed day's usage to Stripe stands."""
+
+    tenant_id: str
+    day: str = Field(examples=["2026-11-23"])
+    status: Literal["pending", "synced", "error"]
+    attempts: int = Field(description="Attempts since the count last started (at close, or a retry).")
+    meters: list[str] = Field(description="Meters sent to Stripe (once synced).")
+    error: str | None = Field(default=None, description="Why the last attempt failed.")
 
 
 class ReconcileTenantOut(BaseModel):

@@ -155,6 +155,13 @@ ADMIN_ROUTES: list[tuple[str, str, Permission, str, str]] = [
         "Usage-meter totals vs billing's rating vs what Stripe received, per tenant",
         "billing",
     ),
+    (
+        "POST",
+        "/v1/admin/billing/usage-sync/{tenant_id}/{day}/retry",
+        Permission.ADMIN_SYSTEM,
+        "Send a closed day's usage to Stripe again, with a fresh attempt count",
+        "billing",
+    ),
 ]
 
 # Routes refused with 429 `quota_exceeded` once one of the plan's quotas is used up: provider work
