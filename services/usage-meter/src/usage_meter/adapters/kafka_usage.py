@@ -24,7 +24,7 @@ from ailab_contracts import EventRegistry
 from ailab_runtime.kafka import dead_letter_headers, event_type_header
 
 from ..application.bulk import USAGE_BATCH_RECORDED
-from ..application.ingest import BatchResult, UsageIngestor
+from ..application.ingest import ClaimedBatch, UsageIngestor
 from ..domain.model import AcceptanceRules, Delivery
 from .usage_records import USAGE_TYPES, Rejected, decode, decode_batch_bytes
 
@@ -179,7 +179,7 @@ class UsageConsumer:
         # wait. Claims of later batches never change what an earlier batch owns (ownership goes to
         # the first stamp stored), and nothing is committed past a failed batch.
         inflight: deque[asyncio.Task[None]] = deque()  # apply stages, oldest first (at most two)
-        last_claim: asyncio.Task[BatchResult] | None = None
+        last_claim: asyncio.Task[ClaimedBatch] | None = None
         try:
             while not stop.is_set():
                 polled_at = datetime.now(UTC)
@@ -208,7 +208,7 @@ class UsageConsumer:
                     await task
             await consumer.stop()
 
-    async def _claim(self, previous: asyncio.Task[BatchResult] | None, parsed: ParsedBatch) -> BatchResult:
+    async def _claim(self, previous: asyncio.Task[ClaimedBatch] | None, parsed: ParsedBatch) -> ClaimedBatch:
         """The ledger stage of a batch, after the previous batch's (ledger claims in offset order)."""
         if previous is not None:
             await previous
@@ -267,7 +267,7 @@ class UsageConsumer:
         self,
         consumer: AIOKafkaConsumer,
         previous: asyncio.Task[None] | None,
-        claim: asyncio.Task[BatchResult],
+        claim: asyncio.Task[ClaimedBatch],
         parsed: ParsedBatch,
         offsets: dict[Any, int],
         batches: dict[Any, list[ConsumerRecord[bytes, bytes]]],

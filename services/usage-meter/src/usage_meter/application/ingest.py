@@ -41,7 +41,6 @@ class BatchResult:
     duplicates: int = 0
     documents: int = 0
     tenants: set[str] = field(default_factory=set)
-    claimed: list[Delivery] = field(default_factory=list)  # the effective deliveries, once claimed
     seconds: dict[str, float] = field(default_factory=dict)  # time per stage (ledger, members, aggregates)
 
 
@@ -66,13 +65,14 @@ class UsageIngestor:
     async def apply(self, deliveries: Sequence[Delivery]) -> BatchResult:
         return await self.apply_claimed(await self.claim(deliveries))
 
-    async def claim(self, deliveries: Sequence[Delivery]) -> BatchResult:
-        """First stage: the ledger. The result lists the deliveries that own their events (the
+    async def claim(self, deliveries: Sequence[Delivery]) -> ClaimedBatch:
+        """First stage: the ledger. The claimed batch lists the deliveries that own their events (the
         effective ones); `apply_claimed` folds them into the aggregates. Batches must be claimed in
         offset order; a batch's claim may run while the previous batch is being applied."""
-        result = BatchResult()
+        claimed = ClaimedBatch()
+        result = claimed.result
         if not deliveries:
-            return result
+            return claimed
         started = time.perf_counter()
         owners = await self._store.claim_ledger(deliveries)
         result.seconds["ledger"] = time.perf_counter() - started
@@ -81,14 +81,14 @@ class UsageIngestor:
             # The owning delivery counts, once (a record could carry an id twice).
             if owners.get(d.entry.event_id) == d.stamp and d.entry.event_id not in seen:
                 seen.add(d.entry.event_id)
-                result.claimed.append(d)
-        result.effective = len(result.claimed)
-        result.duplicates = len(deliveries) - len(result.claimed)
-        return result
+                claimed.effective.append(d)
+        result.effective = len(claimed.effective)
+        result.duplicates = len(deliveries) - len(claimed.effective)
+        return claimed
 
-    async def apply_claimed(self, result: BatchResult) -> BatchResult:
+    async def apply_claimed(self, claimed: ClaimedBatch) -> BatchResult:
         """Second stage: set members and aggregates of a claimed batch (batches in offset order)."""
-        effective = result.claimed
+        result, effective = claimed.result, claimed.effective
         if not effective:
             return result
 
@@ -205,6 +205,15 @@ class UsageIngestor:
             aggregates.pop(agg_id, None)
             aggregates.update(await self._store.load_aggregates([agg_id]))
         raise RuntimeError(f"aggregate {agg_id} kept changing under this writer")
+
+
+@dataclass
+class ClaimedBatch:
+    """A batch after its ledger stage: the deliveries that own their events, in order, and the
+    result counted so far (the aggregate stage completes it)."""
+
+    effective: list[Delivery] = field(default_factory=list)
+    result: BatchResult = field(default_factory=BatchResult)
 
 
 @dataclass
