@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -43,6 +44,9 @@ def entry(n: int, tenant: str = "acme", user: str = "u1") -> UsageEntry:
     params=[
         pytest.param("memory", marks=pytest.mark.unit),
         pytest.param("mongo", marks=pytest.mark.integration),
+        # Owners read back by `$in` on `_id` (what "auto" picks on MongoDB; on FerretDB it reads by
+        # record): both ways on the real server.
+        pytest.param("mongo_by_id", marks=pytest.mark.integration),
     ]
 )
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[UsageStore]:
@@ -54,7 +58,7 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[UsageStore]:
     db = client[f"test_usage_store_{uuid.uuid4().hex[:8]}"]
     await ensure_indexes(db)
     try:
-        yield MongoUsageStore(db)
+        yield MongoUsageStore(db, owner_reads="by_id" if request.param == "mongo_by_id" else "auto")
     finally:
         await client.drop_database(db.name)
         await client.close()
@@ -76,6 +80,20 @@ async def test_the_events_of_one_batch_record_share_its_stamp(store: UsageStore)
     assert await store.claim_ledger(retry) == {"ev-13": (3, 41)}
     # Redelivery of the first record after a crash: it still owns its three events.
     assert await store.claim_ledger(record) == {f"ev-{n}": (3, 40) for n in (10, 11, 12)}
+
+
+async def test_a_redelivered_record_owns_only_the_ids_it_stored(store: UsageStore) -> None:
+    yesterday = replace(entry(3), timestamp=NOW - timedelta(days=1))
+    a = [Delivery(0, 1, entry(1))]
+    b = [Delivery(0, 2, entry(1)), Delivery(0, 2, entry(2)), Delivery(0, 2, yesterday)]
+    assert await store.claim_ledger([*a, *b]) == {"ev-1": (0, 1), "ev-2": (0, 2), "ev-3": (0, 2)}
+    # Redelivered after a crash, alone, then both (the batch cut differently): the same owners, on
+    # both days of b; ev-1 stays a's.
+    assert await store.claim_ledger(b) == {"ev-2": (0, 2), "ev-3": (0, 2)}
+    assert await store.claim_ledger([*b, *a]) == {"ev-1": (0, 1), "ev-2": (0, 2), "ev-3": (0, 2)}
+    # A new record with b's ids and one of its own, beside b's redelivery: only its own id is new.
+    c = [Delivery(1, 7, entry(2)), Delivery(1, 7, entry(4))]
+    assert await store.claim_ledger([*b, *c]) == {"ev-2": (0, 2), "ev-3": (0, 2), "ev-4": (1, 7)}
 
 
 async def test_members_are_insert_only_and_remember_their_owner(store: UsageStore) -> None:

@@ -182,5 +182,11 @@ async def test_entries_stored_before_the_split_are_exported_and_expired(
     assert [(r["event_id"], r["request_id"]) for r in rows] == [("ev-1", "legacy_1"), ("ev-2", "legacy_2")]
     # Still dedupes: a new delivery of ev-2 is a duplicate.
     assert await MongoUsageStore(db).claim_ledger([Delivery(0, 9, usage(2, recent))]) == {}
+    # The record that stored ev-2, redelivered (its marker present): it still owns it, whichever
+    # way the owners are read back.
+    await db["usage_ledger_records"].insert_one({"_id": "0|2", "at": T0})
+    for reads in ("by_id", "by_record"):
+        store = MongoUsageStore(db, owner_reads=reads)
+        assert await store.claim_ledger([Delivery(0, 2, usage(2, recent))]) == {"ev-2": (0, 2)}, reads
     assert await v.expire(T0 - timedelta(days=90)) == 1
     assert [r["event_id"] async for r in v.ledger("acme", old, T0)] == ["ev-2"]

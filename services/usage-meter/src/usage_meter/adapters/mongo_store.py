@@ -9,7 +9,7 @@ The ledger is three insert-only collections, shaped for a cheap write per event:
 - `usage_ledger_records`: one marker per Kafka record, inserted before its events are claimed. A
   record without a marker is seen for the first time, so an event id it finds already stored belongs
   to another record (a duplicate) without reading anything back; only a redelivered record (marker
-  present, e.g. after a crash) reads the owners of the ids it finds stored.
+  present, e.g. after a crash) reads the owners of the ids it finds stored (`OwnerReads`).
 - `usage_ledger_chunks`: the events' wire payloads, one compressed document per record and day,
   holding only the events that record owns; export reads these, retention deletes them by day. A
   batch record's chunk keeps the record's own bytes (zstd) and the positions of the events it owns
@@ -25,7 +25,7 @@ import zlib
 from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import pydantic_core
 import zstandard
@@ -53,8 +53,18 @@ CLOSE_REQUESTS = "day_close_requests"  # days an operator asked to close before 
 
 Doc = dict[str, Any]
 
+# How a redelivered record learns which of the ids it finds stored are its own:
+# - "by_id": one `$in` on the ledger's `_id` (MongoDB answers it from the index);
+# - "by_record": one equality query on `s` per redelivered record and day. FerretDB 1.24 evaluates an
+#   `$in` after converting every ledger entry (20,000 ids over 200,000 entries: 128 s), but pushes an
+#   equality down to PostgreSQL (one table scan per query: ~50 ms at 200,000 entries). Unindexed on
+#   MongoDB, so never used there;
+# - "auto": "by_record" on FerretDB (its `buildInfo` names it), else "by_id".
+OwnerReads = Literal["auto", "by_id", "by_record"]
+
 
 LEGACY_LEDGER_INDEXES = ("tenant_id_1_ts_1", "ts_1")  # of the ledger before it was split
+LEGACY_MIGRATION = "ledger-payload-chunks"  # marker of `migrate_legacy_ledger`, with the count copied
 
 
 async def ensure_indexes(db: AsyncDatabase[Doc]) -> None:
@@ -76,7 +86,7 @@ async def migrate_legacy_ledger(db: AsyncDatabase[Doc], page: int = 1000) -> int
     (`raw` envelope inside the entry) into payload chunks, so export keeps finding them. The entries
     themselves stay (they still dedupe); retention deletes them by their `ts`. Idempotent: chunks
     have deterministic ids, and a marker records completion. Returns the entries copied."""
-    if await db[MIGRATIONS].find_one({"_id": "ledger-payload-chunks"}):
+    if await db[MIGRATIONS].find_one({"_id": LEGACY_MIGRATION}):
         return 0
     copied = 0
     chunks: list[Doc] = []
@@ -94,7 +104,7 @@ async def migrate_legacy_ledger(db: AsyncDatabase[Doc], page: int = 1000) -> int
     await _insert_new(db[LEDGER_CHUNKS], chunks)
     copied += len(chunks)
     await _insert_new(
-        db[MIGRATIONS], [{"_id": "ledger-payload-chunks", "at": datetime.now(UTC), "copied": copied}]
+        db[MIGRATIONS], [{"_id": LEGACY_MIGRATION, "at": datetime.now(UTC), "copied": copied}]
     )
     return copied
 
@@ -254,8 +264,15 @@ async def _insert_new_concurrently(
 
 class MongoUsageStore:
     def __init__(
-        self, db: AsyncDatabase[Doc], member_cache_size: int = 200_000, aggregate_cache_size: int = 5_000
+        self,
+        db: AsyncDatabase[Doc],
+        member_cache_size: int = 200_000,
+        aggregate_cache_size: int = 5_000,
+        owner_reads: OwnerReads = "auto",
     ) -> None:
+        self._db = db
+        self._owner_reads = owner_reads
+        self._legacy_ledger: bool | None = None  # may entries of the unsplit ledger (`p`, `o`) exist?
         self._ledger = db[LEDGER]
         self._records = db[LEDGER_RECORDS]
         self._chunks = db[LEDGER_CHUNKS]
@@ -292,19 +309,56 @@ class MongoUsageStore:
             del owners[event_id]
         # Stored before by one of these records in an earlier attempt, or by another record: only a
         # redelivered record can be the owner, and only then is the owner read back.
-        unsure: list[str] = []
-        stamps_of: dict[str, set[Stamp]] = defaultdict(set)
         if stored_before and redelivered:
-            for d in deliveries:
-                stamps_of[d.entry.event_id].add(d.stamp)
-            unsure = [i for i in stored_before if any(stamp_key(s) in redelivered for s in stamps_of[i])]
-        if unsure:
-            async for doc in self._ledger.find({"_id": {"$in": unsure}}, {"s": 1, "p": 1, "o": 1}):
-                owner = _owner(doc)
-                if owner in stamps_of[doc["_id"]]:
-                    owners[doc["_id"]] = owner
+            owners.update(await self._read_owners(set(stored_before), deliveries, redelivered))
         await self._store_payloads(deliveries, owners, now)
         return owners
+
+    async def _read_owners(
+        self, stored: set[str], deliveries: Sequence[Delivery], redelivered: set[str]
+    ) -> dict[str, Stamp]:
+        """Of the ids found `stored`, those whose entry belongs to a redelivered record of this batch
+        that delivers them, with that record's stamp (the others are duplicates)."""
+        stamps_of: dict[str, set[Stamp]] = defaultdict(set)
+        record_days: dict[str, Stamp] = {}  # "day|partition|offset" of each redelivered record and day
+        for d in deliveries:
+            event_id = d.entry.event_id
+            if event_id in stored and stamp_key(d.stamp) in redelivered:
+                stamps_of[event_id].add(d.stamp)
+                record_days[f"{d.entry.day}|{d.partition}|{d.offset}"] = d.stamp
+        owners: dict[str, Stamp] = {}
+        if not stamps_of:
+            return owners
+        if await self._reads_owners_by_record():
+            for text, stamp in record_days.items():
+                async for doc in self._ledger.find({"s": text}, {"_id": 1}):
+                    if doc["_id"] in stamps_of:
+                        owners[doc["_id"]] = stamp
+            if await self._may_hold_legacy_entries():
+                for stamp in set(record_days.values()):
+                    async for doc in self._ledger.find({"p": stamp[0], "o": stamp[1]}, {"_id": 1}):
+                        if doc["_id"] in stamps_of:
+                            owners[doc["_id"]] = stamp
+            # An id not found under any of its redelivered records belongs to another record.
+            return owners
+        async for doc in self._ledger.find({"_id": {"$in": list(stamps_of)}}, {"s": 1, "p": 1, "o": 1}):
+            owner = _owner(doc)
+            if owner in stamps_of[doc["_id"]]:
+                owners[doc["_id"]] = owner
+        return owners
+
+    async def _reads_owners_by_record(self) -> bool:
+        if self._owner_reads == "auto":
+            info = await self._db.client.admin.command("buildInfo")
+            self._owner_reads = "by_record" if "ferretdbVersion" in info else "by_id"
+        return self._owner_reads == "by_record"
+
+    async def _may_hold_legacy_entries(self) -> bool:
+        """False once `migrate_legacy_ledger` has run and found no entry of the unsplit ledger."""
+        if self._legacy_ledger is None:
+            done = await self._db[MIGRATIONS].find_one({"_id": LEGACY_MIGRATION})
+            self._legacy_ledger = done is None or int(done.get("copied", 0)) > 0
+        return self._legacy_ledger
 
     async def _store_payloads(
         self, deliveries: Sequence[Delivery], owners: dict[str, Stamp], now: datetime
