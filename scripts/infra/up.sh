@@ -113,6 +113,22 @@ ensure_ferretdb_database() {
     fi
 }
 
+# FerretDB 1.24 reads every row of a table for a find/update/replace/delete by `_id`; a GIN index on
+# the expression it filters with makes those one-row reads (ferretdb_id_index.sql; measured in
+# scripts/infra/README.md). AILAB_FERRETDB_ID_INDEX=0 leaves new tables without it.
+ensure_ferretdb_id_index() {
+    local psql=("$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d ferretdb -v ON_ERROR_STOP=1 -Atq)
+    if [[ "${AILAB_FERRETDB_ID_INDEX:-1}" == 0 ]]; then
+        "${psql[@]}" -c "DROP EVENT TRIGGER IF EXISTS ailab_ferretdb_id_index" >/dev/null
+        log "postgres: no _id index for new FerretDB tables (AILAB_FERRETDB_ID_INDEX=0)"
+        return
+    fi
+    local added
+    added="$("${psql[@]}" -f "$INFRA_DIR/ferretdb_id_index.sql" 2>>"$LOG_DIR/postgres.log")" ||
+        die "postgres: could not apply ferretdb_id_index.sql (see $LOG_DIR/postgres.log)"
+    log "postgres: FerretDB tables get a GIN index on _id (${added:-0} existing tables indexed now)"
+}
+
 # ---- FerretDB ----------------------------------------------------------------------------------
 start_ferretdb() {
     local pid args
@@ -275,6 +291,7 @@ if [[ "$FERRETDB_HANDLER" == postgresql ]]; then
     await postgres probe_postgres
     printf '%s\n' "$(pg_pid)" >"$(pid_file postgres)"
     ensure_ferretdb_database
+    ensure_ferretdb_id_index
 fi
 start_ferretdb
 start_kafka
