@@ -113,20 +113,21 @@ ensure_ferretdb_database() {
     fi
 }
 
-# FerretDB 1.24 reads every row of a table for a find/update/replace/delete by `_id`; a GIN index on
-# the expression it filters with makes those one-row reads (ferretdb_id_index.sql; measured in
-# scripts/infra/README.md). AILAB_FERRETDB_ID_INDEX=0 leaves new tables without it.
-ensure_ferretdb_id_index() {
+# FerretDB 1.24 filters with expressions its own btree indexes cannot serve, so a find/update/replace/
+# delete by `_id` or by an indexed field reads every row of the table. ferretdb_gin_indexes.sql has
+# PostgreSQL add a GIN index beside each of FerretDB's (measured in scripts/infra/README.md).
+# AILAB_FERRETDB_GIN_INDEXES=0 leaves new indexes without it.
+ensure_ferretdb_gin_indexes() {
     local psql=("$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d ferretdb -v ON_ERROR_STOP=1 -Atq)
-    if [[ "${AILAB_FERRETDB_ID_INDEX:-1}" == 0 ]]; then
-        "${psql[@]}" -c "DROP EVENT TRIGGER IF EXISTS ailab_ferretdb_id_index" >/dev/null
-        log "postgres: no _id index for new FerretDB tables (AILAB_FERRETDB_ID_INDEX=0)"
+    if [[ "${AILAB_FERRETDB_GIN_INDEXES:-1}" == 0 ]]; then
+        "${psql[@]}" -c "DROP EVENT TRIGGER IF EXISTS ailab_ferretdb_gin_indexes" >/dev/null 2>&1
+        log "postgres: no GIN indexes beside FerretDB's from now on (AILAB_FERRETDB_GIN_INDEXES=0)"
         return
     fi
     local added
-    added="$("${psql[@]}" -f "$INFRA_DIR/ferretdb_id_index.sql" 2>>"$LOG_DIR/postgres.log")" ||
-        die "postgres: could not apply ferretdb_id_index.sql (see $LOG_DIR/postgres.log)"
-    log "postgres: FerretDB tables get a GIN index on _id (${added:-0} existing tables indexed now)"
+    added="$("${psql[@]}" -f "$INFRA_DIR/ferretdb_gin_indexes.sql" 2>>"$LOG_DIR/postgres.log")" ||
+        die "postgres: could not apply ferretdb_gin_indexes.sql (see $LOG_DIR/postgres.log)"
+    log "postgres: FerretDB's indexes get a GIN index beside them (${added:-0} added to existing tables now)"
 }
 
 # ---- FerretDB ----------------------------------------------------------------------------------
@@ -291,7 +292,7 @@ if [[ "$FERRETDB_HANDLER" == postgresql ]]; then
     await postgres probe_postgres
     printf '%s\n' "$(pg_pid)" >"$(pid_file postgres)"
     ensure_ferretdb_database
-    ensure_ferretdb_id_index
+    ensure_ferretdb_gin_indexes
 fi
 start_ferretdb
 start_kafka
