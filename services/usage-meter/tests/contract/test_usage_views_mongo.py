@@ -122,6 +122,26 @@ async def test_export_reads_the_owned_payloads_by_time_then_id(views: tuple[Mong
     assert acme == ["ev-2", "ev-4"]
 
 
+async def test_export_reads_timestamps_stored_in_any_form_the_model_accepts(
+    views: tuple[MongoUsageViews, Any],
+) -> None:
+    """The bulk API once stored events as sent, including unix seconds (as a number or as text):
+    export still orders and filters them by their time."""
+    v, db = views
+    store = MongoUsageStore(db)
+    unix, as_text, iso = (
+        usage(1, T0),
+        usage(2, T0 + timedelta(minutes=1)),
+        usage(3, T0 + timedelta(minutes=2)),
+    )
+    assert isinstance(unix.payload, dict) and isinstance(as_text.payload, dict)
+    unix.payload["timestamp"] = int(unix.timestamp.timestamp())
+    as_text.payload["timestamp"] = str(int(as_text.timestamp.timestamp()))
+    await store.claim_ledger([Delivery(0, 1, e) for e in (iso, as_text, unix)])
+    rows = [r async for r in v.ledger("acme", T0, T0 + timedelta(minutes=2))]
+    assert [r["event_id"] for r in rows] == ["ev-1", "ev-2"]
+
+
 async def test_retention_deletes_old_ledger_entries_and_keeps_aggregates(
     views: tuple[MongoUsageViews, Any],
 ) -> None:

@@ -5,6 +5,7 @@ and recorder)."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -142,6 +143,43 @@ async def test_the_record_is_a_valid_usage_batch_recorded_envelope() -> None:
     assert [e.request_id for e in batch.events] == ["req_0", "req_1", "req_2"]
     assert batch.events[0].quantity == Decimal("1.5") and batch.events[0].user_id == "usr_8f2c"
     assert batch.events[0].dimensions == {"endpoint": "chat", "latency_ms": 12, "cached": False}
+
+
+async def test_loosely_written_timestamps_and_amounts_go_out_in_the_schema_s_form() -> None:
+    """The model accepts more than the JSON Schema it publishes (unix seconds, numbers, exponents,
+    spaces, other scripts' digits); what goes on the topic, and later out of export, is in the
+    schema's form. Values already in it go out as sent."""
+    sink = Captured()
+    unix = int(NOW.timestamp())
+    loose: list[dict[str, Any]] = [
+        {"quantity": 7, "timestamp": unix},
+        {"quantity": "1e3", "cost_usd_estimate": "2E-3", "timestamp": str(unix)},
+        {"quantity": " 5", "cost_usd_estimate": 1, "timestamp": "2026-11-27 12:00:00Z"},
+        {"quantity": "\u0665", "timestamp": "2026-11-27T12:00Z"},  # Arabic-Indic five
+    ]
+    canonical = {"quantity": "0.250", "cost_usd_estimate": "0.0010", "timestamp": "2026-11-27T11:00:00Z"}
+    items = [{"meter": "tokens_in", **fields} for fields in [*loose, canonical]]
+    results = await ingest_bulk(items, tenant_id="acme", principal="u", rules=RULES, publisher=sink, now=NOW)
+    assert {r.status for r in results} == {"accepted"}
+    events = json.loads(sink.messages[0][1])["payload"]["events"]
+    schema = UsageBatchEvent.model_json_schema()["properties"]
+    decimal_pattern = schema["quantity"]["pattern"]
+    for event in events:
+        assert re.fullmatch(decimal_pattern, event["quantity"]), event
+        assert event.get("cost_usd_estimate") is None or re.fullmatch(
+            decimal_pattern, event["cost_usd_estimate"]
+        )
+        assert datetime.fromisoformat(event["timestamp"]).tzinfo is not None, event
+        assert event["timestamp"][10] == "T", event
+    assert [(e["quantity"], e.get("cost_usd_estimate")) for e in events] == [
+        ("7", None),
+        ("1000", "0.002"),
+        ("5", "1"),
+        ("5", None),
+        ("0.250", "0.0010"),
+    ]
+    assert [datetime.fromisoformat(e["timestamp"]) for e in events[:3]] == [NOW] * 3
+    assert events[4]["timestamp"] == "2026-11-27T11:00:00Z"  # as sent
 
 
 def _batch_event(i: int, pad: int = 0) -> UsageBatchEvent:

@@ -103,9 +103,7 @@ async def migrate_legacy_ledger(db: AsyncDatabase[Doc], page: int = 1000) -> int
             chunks = []
     await _insert_new(db[LEDGER_CHUNKS], chunks)
     copied += len(chunks)
-    await _insert_new(
-        db[MIGRATIONS], [{"_id": LEGACY_MIGRATION, "at": datetime.now(UTC), "copied": copied}]
-    )
+    await _insert_new(db[MIGRATIONS], [{"_id": LEGACY_MIGRATION, "at": datetime.now(UTC), "copied": copied}])
     return copied
 
 

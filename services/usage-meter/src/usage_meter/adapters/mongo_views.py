@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from pydantic import AwareDatetime, TypeAdapter
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -27,6 +28,19 @@ from .mongo_store import (
 )
 
 Doc = dict[str, Any]
+
+_AWARE_DATETIME: TypeAdapter[datetime] = TypeAdapter(AwareDatetime)
+
+
+def _row_time(value: Any) -> datetime:
+    """A stored event's timestamp, read as the contract's model reads it. Events the bulk API stored
+    before it wrote timestamps in wire form may hold any form the model accepts (e.g. unix seconds)."""
+    if type(value) is str:
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    return _AWARE_DATETIME.validate_python(value)
 
 
 class MongoUsageViews:
@@ -163,7 +177,7 @@ class MongoUsageViews:
             rows = []
             async for doc in self._db[LEDGER_CHUNKS].find(query, {"z": 1, "r": 1, "i": 1}):
                 for row in chunk_rows(doc):
-                    at = datetime.fromisoformat(row["timestamp"])
+                    at = _row_time(row["timestamp"])
                     if start <= at < end:
                         rows.append((at, row["event_id"], row))
             rows.sort(key=lambda r: (r[0], r[1]))

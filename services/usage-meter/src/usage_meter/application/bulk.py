@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -19,7 +20,13 @@ from typing import Any, NamedTuple, Protocol
 import pydantic_core
 from pydantic import TypeAdapter, ValidationError
 
-from ailab_contracts.events.usage import DELTA_METERS, MAX_BATCH_EVENTS, METERS, UsageBatchEvent
+from ailab_contracts.events.usage import (
+    DELTA_METERS,
+    MAX_BATCH_EVENTS,
+    METERS,
+    UsageBatchEvent,
+    decimal_text,
+)
 
 from ..domain.model import AcceptanceRules, TimingBounds
 
@@ -147,6 +154,30 @@ def _validate(prepared: _Prepared) -> UsageBatchEvent | ItemResult:
         )
 
 
+# The wire forms the contract's JSON Schema promises (ASCII digits only, as its patterns mean).
+_DECIMAL_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def _in_wire_form(body: dict[str, Any], event: UsageBatchEvent) -> dict[str, Any]:
+    """The accepted body with its timestamp and amounts as the schema says: the model also accepts
+    looser input (unix seconds, numbers, "1e3", " 5"), which goes out in canonical form; the usual
+    input, already canonical, goes out as sent."""
+    timestamp = body["timestamp"]
+    if type(timestamp) is not str or not _RFC3339.fullmatch(timestamp):
+        body["timestamp"] = event.timestamp.isoformat()
+    quantity = body["quantity"]
+    if type(quantity) is not str or not _DECIMAL_TEXT.fullmatch(quantity):
+        body["quantity"] = decimal_text(event.quantity)
+    cost = body.get("cost_usd_estimate")
+    if cost is not None and (type(cost) is not str or not _DECIMAL_TEXT.fullmatch(cost)):
+        assert event.cost_usd_estimate is not None
+        body["cost_usd_estimate"] = decimal_text(event.cost_usd_estimate)
+    return body
+
+
 def _judge(
     prepared: _Prepared, event: UsageBatchEvent, rules: AcceptanceRules, bounds: TimingBounds
 ) -> tuple[ItemResult, dict[str, Any] | None]:
@@ -157,16 +188,18 @@ def _judge(
     problem = bounds.problem(event.timestamp)
     if problem is not None:
         return _rejected(prepared.index, prepared.client_id, problem, _timing_message(problem, rules)), None
-    return ItemResult(prepared.index, prepared.client_id, prepared.event_id, "accepted"), prepared.body
+    accepted = ItemResult(prepared.index, prepared.client_id, prepared.event_id, "accepted")
+    return accepted, _in_wire_form(prepared.body, event)
 
 
 def validate_items(
     items: Sequence[Any], *, tenant_id: str, principal: str, rules: AcceptanceRules, now: datetime
 ) -> list[tuple[ItemResult, dict[str, Any] | None]]:
     """Judge each event of a request on its own; an accepted one comes back with the batch item to
-    produce: the event as sent, with the fields the API fills in (tenant, ids, defaults). It is a
-    valid `UsageBatchEvent` as it stands, so it is written as it is instead of serializing the
-    validated model (~1.2 µs less per event), and export later shows it as sent.
+    produce: the event as sent, with the fields the API fills in (tenant, ids, defaults) and any
+    loosely written timestamp or amount in its wire form. It is a valid `UsageBatchEvent` as it
+    stands, so it is written as it is instead of serializing the validated model (~1.2 µs less per
+    event), and export later shows it as sent.
 
     The prepared bodies are validated in one call (a call per event costs ~1 µs more each); only
     when one of them is bad are they validated one by one, to say which and why."""
