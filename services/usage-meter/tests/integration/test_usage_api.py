@@ -179,6 +179,7 @@ async def test_bulk_answers_per_event_and_aggregates_are_exact(meter: Meter) -> 
     assert int(samples["usage_events_duplicate_total"]) >= 2
     assert int(samples["usage_events_applied_total"]) >= 4
     assert "# TYPE usage_events_duplicate_total counter" in exposed.text
+    assert float(samples['usage_event_lag_seconds{quantile="0.99"}']) >= 0  # events applied just now
 
     dash = await meter.client.get(f"/v1/tenants/{t}/analytics/dashboard")
     assert dash.status_code == 200, dash.text

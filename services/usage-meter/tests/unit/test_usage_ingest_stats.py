@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from usage_meter.adapters.kafka_usage import IngestStats, LagHistogram
+from usage_meter.adapters.kafka_usage import IngestStats, LagHistogram, RecentLag
 
 pytestmark = pytest.mark.unit
 
@@ -50,3 +50,26 @@ def test_the_histogram_reads_quantiles_within_one_percent_of_the_exact_ones() ->
     assert (many.n, many.quantile(0.5), many.quantile(0.99)) == (1000, 250.0, 250.0)
     many.clear()
     assert (many.n, many.quantile(0.5), many.max) == (0, None, None)
+
+
+def test_the_recent_lag_forgets_what_is_older_than_two_windows() -> None:
+    """/metrics exports the lag of the last one to two minutes, so an incident shows while it lasts
+    and leaves once it is over; ingest-stats keeps everything since its last reset."""
+    now = [0.0]
+    stats = IngestStats(recent_lags=RecentLag(window_s=60, clock=lambda: now[0]))
+    stats.add_lag(5000.0, 100)  # an incident at t = 0
+    now[0] = 30
+    stats.add_lag(10.0, 100)
+    assert stats.recent_lags.histogram().quantile(0.99) == 5000.0  # still within the window
+    now[0] = 70  # one window later: the incident is in the previous one, still read
+    stats.add_lag(10.0, 100)
+    recent = stats.recent_lags.histogram()
+    assert recent.n == 300 and recent.quantile(0.99) == 5000.0
+    now[0] = 140  # two windows later: only what came since
+    stats.add_lag(12.0, 100)
+    recent = stats.recent_lags.histogram()
+    assert recent.n == 200 and recent.max == 12.0
+    assert recent.quantile(0.99) == pytest.approx(12.0, rel=0.01)
+    now[0] = 400  # nothing for a long time: nothing recent
+    assert stats.recent_lags.histogram().n == 0
+    assert stats.lags.n == 400 and stats.lags.max == 5000.0  # ingest-stats: all since its reset

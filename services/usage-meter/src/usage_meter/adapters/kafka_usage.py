@@ -73,6 +73,47 @@ class LagHistogram:
         self.n = 0
         self.max = None
 
+    def merged(self, other: LagHistogram) -> LagHistogram:
+        both = LagHistogram()
+        for histogram in (self, other):
+            for bucket, count in histogram.counts.items():
+                both.counts[bucket] = both.counts.get(bucket, 0) + count
+            both.n += histogram.n
+            if histogram.max is not None and (both.max is None or histogram.max > both.max):
+                both.max = histogram.max
+        return both
+
+
+class RecentLag:
+    """The lag of recent events: two histograms, each covering `window_s`, the older dropped when a
+    window ends; read together, they cover the last one to two windows. What /metrics exports, so
+    that its quantiles follow the present (a histogram since start-up would hide a new incident and
+    keep showing an old one)."""
+
+    def __init__(self, window_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._window_s = window_s
+        self._clock = clock
+        self._started = clock()
+        self._current = LagHistogram()
+        self._previous = LagHistogram()
+
+    def add(self, lag_ms: float, events: int = 1) -> None:
+        self._rotate()
+        self._current.add(lag_ms, events)
+
+    def histogram(self) -> LagHistogram:
+        self._rotate()
+        return self._previous.merged(self._current)
+
+    def _rotate(self) -> None:
+        elapsed = self._clock() - self._started
+        if elapsed < self._window_s:
+            return
+        # One window ended: the current becomes the previous; two or more: both are too old.
+        self._previous = self._current if elapsed < 2 * self._window_s else LagHistogram()
+        self._current = LagHistogram()
+        self._started = self._clock()
+
 
 @dataclass
 class IngestStats:
@@ -86,11 +127,16 @@ class IngestStats:
     skipped: int = 0
     aggregate_writes: int = 0
     partitions: list[int] = field(default_factory=list)  # assigned to this process now
-    lags: LagHistogram = field(default_factory=LagHistogram)
+    lags: LagHistogram = field(default_factory=LagHistogram)  # since the last reset (ingest-stats)
+    recent_lags: RecentLag = field(default_factory=RecentLag)  # the last minute or two (/metrics)
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
     def time(self, stage: str, seconds: float) -> None:
         self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
+
+    def add_lag(self, lag_ms: float, events: int) -> None:
+        self.lags.add(lag_ms, events)
+        self.recent_lags.add(lag_ms, events)
 
     def snapshot(self, lag: bool = True) -> dict[str, Any]:
         def pct(p: float) -> float | None:
@@ -289,7 +335,7 @@ class UsageConsumer:
         self.stats.duplicates += result.duplicates + parsed.repeated
         self.stats.aggregate_writes += result.documents
         for timestamp, events in parsed.timestamps:
-            self.stats.lags.add(done_ms - timestamp, events)
+            self.stats.add_lag(done_ms - timestamp, events)
         if result.duplicates or parsed.repeated:
             count = result.duplicates + parsed.repeated
             log.info("duplicate usage events ignored", extra={"fields": {"count": count}})

@@ -406,14 +406,15 @@ async def prometheus_metrics(request: Request) -> Response:
     lines = []
     for name, kind, help_text, value in METRICS:
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {value(services)}"]
-    lag = services.consumer.stats.snapshot()["lag_ms"]
+    recent = services.consumer.stats.recent_lags.histogram()
     lines += [
-        "# HELP usage_event_lag_seconds Event-to-aggregate lag of recent events.",
+        "# HELP usage_event_lag_seconds Event-to-aggregate lag of the events applied in the last 1-2 min.",
         "# TYPE usage_event_lag_seconds gauge",
     ]
-    for key, quantile in (("p50", "0.5"), ("p99", "0.99")):
-        if lag[key] is not None:
-            lines.append(f'usage_event_lag_seconds{{quantile="{quantile}"}} {lag[key] / 1000}')
+    for quantile in ("0.5", "0.99"):
+        value = recent.quantile(float(quantile))
+        if value is not None:
+            lines.append(f'usage_event_lag_seconds{{quantile="{quantile}"}} {round(value, 1) / 1000}')
     return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
 
