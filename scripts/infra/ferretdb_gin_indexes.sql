@@ -11,14 +11,8 @@
 --
 -- For each btree index FerretDB creates on `_jsonb -> 'field'` (first column), the event trigger
 -- adds one GIN index on that expression to the table, unless it has one. Fields with a dot are
--- filtered with another expression (`#>`) and are left alone. Idempotent; the statement at the end
--- adds the GIN indexes missing on tables created before (prints how many).
-
--- The first version of this file indexed `_id` only, from a CREATE TABLE trigger.
-DROP EVENT TRIGGER IF EXISTS ailab_ferretdb_id_index;
-DROP FUNCTION IF EXISTS ailab_ferretdb_on_create_table();
-DROP FUNCTION IF EXISTS ailab_ferretdb_add_id_index(regclass);
-DROP FUNCTION IF EXISTS ailab_ferretdb_id_index_name(regclass);
+-- filtered with another expression (`#>`) and are left alone. Idempotent; the last statement adds
+-- the GIN indexes missing beside indexes made before (prints how many).
 
 CREATE OR REPLACE FUNCTION ailab_ferretdb_add_gin(btree regclass) RETURNS boolean
 LANGUAGE plpgsql AS $$
@@ -27,13 +21,16 @@ DECLARE
     expr text;
     gin_name text;
 BEGIN
-    SELECT c.relname, c.relnamespace, i.indrelid, am.amname INTO ix
+    SELECT t.relname AS table_name, i.indrelid, am.amname, n.nspname INTO ix
     FROM pg_index i
     JOIN pg_class c ON c.oid = i.indexrelid
+    JOIN pg_class t ON t.oid = i.indrelid
+    JOIN pg_namespace n ON n.oid = t.relnamespace
     JOIN pg_am am ON am.oid = c.relam
     WHERE i.indexrelid = btree;
-    IF NOT FOUND OR ix.amname <> 'btree' THEN
-        RETURN false;
+    IF NOT FOUND OR ix.amname <> 'btree'
+       OR ix.nspname IN ('pg_catalog', 'information_schema', 'public') OR ix.nspname LIKE 'pg\_%' THEN
+        RETURN false;  -- not one of FerretDB's (it keeps each database in a schema of its own)
     END IF;
     expr := pg_get_indexdef(btree, 1, true);
     IF expr !~ '^\(_jsonb -> ''[^'']*''::text\)$' THEN
@@ -47,8 +44,9 @@ BEGIN
     ) THEN
         RETURN false;
     END IF;
-    -- <btree name, cut to 40>_<8 hex of its md5>_gin: unique, within PostgreSQL's 63 bytes.
-    gin_name := left(ix.relname, 40) || '_' || left(md5(ix.relname), 8) || '_gin';
+    -- <table, cut to 40>_<8 hex of md5(table and field)>_gin: one per table and field (checked just
+    -- above), within PostgreSQL's 63 bytes, whatever FerretDB later names or renames its own.
+    gin_name := left(ix.table_name, 40) || '_' || left(md5(ix.table_name || expr), 8) || '_gin';
     EXECUTE format('CREATE INDEX %I ON %s USING gin (%s jsonb_path_ops)', gin_name, ix.indrelid::regclass, expr);
     RETURN true;
 END
@@ -77,8 +75,25 @@ DROP EVENT TRIGGER IF EXISTS ailab_ferretdb_gin_indexes;
 CREATE EVENT TRIGGER ailab_ferretdb_gin_indexes ON ddl_command_end
     WHEN TAG IN ('CREATE INDEX') EXECUTE FUNCTION ailab_ferretdb_on_create_index();
 
-SELECT count(*) FILTER (WHERE ailab_ferretdb_add_gin(i.indexrelid::regclass)) AS gin_indexes_added
-FROM pg_index i
-JOIN pg_class c ON c.oid = i.indexrelid
-JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'public') AND n.nspname NOT LIKE 'pg\_%';
+-- Indexes made before: each in its own subtransaction, so that one failure (reported as a warning)
+-- does not stop the rest or the start.
+CREATE OR REPLACE FUNCTION ailab_ferretdb_add_missing_gin() RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    btree regclass;
+    added integer := 0;
+BEGIN
+    FOR btree IN SELECT indexrelid::regclass FROM pg_index LOOP
+        BEGIN
+            IF ailab_ferretdb_add_gin(btree) THEN
+                added := added + 1;
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'ailab: no GIN index beside %: %', btree, SQLERRM;
+        END;
+    END LOOP;
+    RETURN added;
+END
+$$;
+
+SELECT ailab_ferretdb_add_missing_gin() AS gin_indexes_added;

@@ -120,7 +120,8 @@ ensure_ferretdb_database() {
 ensure_ferretdb_gin_indexes() {
     local psql=("$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d ferretdb -v ON_ERROR_STOP=1 -Atq)
     if [[ "${AILAB_FERRETDB_GIN_INDEXES:-1}" == 0 ]]; then
-        "${psql[@]}" -c "DROP EVENT TRIGGER IF EXISTS ailab_ferretdb_gin_indexes" >/dev/null 2>&1
+        "${psql[@]}" -c "DROP EVENT TRIGGER IF EXISTS ailab_ferretdb_gin_indexes" >/dev/null 2>>"$LOG_DIR/postgres.log" ||
+            die "postgres: could not drop the GIN index trigger (see $LOG_DIR/postgres.log)"
         log "postgres: no GIN indexes beside FerretDB's from now on (AILAB_FERRETDB_GIN_INDEXES=0)"
         return
     fi
