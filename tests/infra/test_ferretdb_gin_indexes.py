@@ -14,6 +14,7 @@ import pytest
 from pymongo import MongoClient
 from pymongo.database import Database
 
+from ailab_runtime.mongo_server import is_ferretdb_build
 from tests.support.infra import Infra
 
 pytestmark = pytest.mark.integration
@@ -38,7 +39,7 @@ def _gin_indexes_used(db: Database[dict[str, Any]], collection: str, query: dict
 @pytest.fixture
 def ferretdb(infra: Infra) -> Iterator[Database[dict[str, Any]]]:
     client: MongoClient[dict[str, Any]] = MongoClient(infra.mongodb_uri)
-    if "ferretdbVersion" not in client.admin.command("buildInfo"):
+    if not is_ferretdb_build(client.admin.command("buildInfo")):
         client.close()
         pytest.skip("not FerretDB: MongoDB uses its own indexes")
     db = client[infra.unique("test_gin_indexes_")]

@@ -10,6 +10,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from ailab_runtime.counters import KeyedSerializer, LedgerCounter
 from ailab_runtime.eventstore import ConcurrencyConflict, MongoEventStore
+from ailab_runtime.mongo_server import is_ferretdb
 from ailab_runtime.testing.eventstore_contract import EventStoreContract, created, updated
 
 pytestmark = pytest.mark.integration
@@ -49,10 +50,6 @@ async def test_many_concurrent_writers_one_winner_per_version(db: AsyncDatabase[
     assert versions == list(range(1, 62)), "every version exactly once, no gaps"
     assert wins == 60
     assert conflicts > 0, "the race really happened"
-
-
-async def is_ferretdb(db: AsyncDatabase[dict[str, Any]]) -> bool:
-    return "ferretdbVersion" in await db.client.admin.command("buildInfo")
 
 
 async def test_raw_concurrent_inc_on_this_backend(db: AsyncDatabase[dict[str, Any]]) -> None:

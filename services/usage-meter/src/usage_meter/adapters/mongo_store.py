@@ -11,10 +11,12 @@ The ledger is three insert-only collections, shaped for a cheap write per event:
   to another record (a duplicate) without reading anything back; only a redelivered record (marker
   present, e.g. after a crash) reads the owners of the ids it finds stored (`OwnerReads`).
 - `usage_ledger_chunks`: the events' wire payloads, one compressed document per record and day,
-  holding only the events that record owns; export reads these, retention deletes them by day. A
-  batch record's chunk keeps the record's own bytes (zstd) and the positions of the events it owns
-  (`r`, `i`): serializing a thousand events again cost the consumer ~4 µs per event, compressing
-  the bytes as they came ~0.6 µs. Other chunks hold the events' rows (`z`, zlib-compressed JSON).
+  naming only the events that record owns on that day; export reads these, retention deletes them
+  by day. A batch record's chunk keeps the whole record's bytes (zstd) and the positions of the
+  events it owns there (`r`, `i`): serializing a thousand events again cost the consumer ~4 µs per
+  event, compressing the bytes as they came ~0.6 µs. So a record spanning several days is stored
+  once per day, and the bytes of its duplicates are kept too (a record's events usually share a
+  day). Other chunks hold the events' rows (`z`, zlib-compressed JSON).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from ailab_contracts.events.usage import decimal_text
+from ailab_runtime.mongo_server import is_ferretdb
 
 from ..domain.model import Aggregate, Delivery, RecordItem, Stamp, UsageEntry
 
@@ -121,6 +124,11 @@ def member_period_end(key: str) -> str:
 
 def stamp_key(stamp: Stamp) -> str:
     return f"{stamp[0]}|{stamp[1]}"
+
+
+def owner_text(day: str, stamp: Stamp) -> str:
+    """A ledger entry's `s`: the day of its event and the stamp of the delivery that owns it."""
+    return f"{day}|{stamp[0]}|{stamp[1]}"
 
 
 def ledger_row(entry: UsageEntry) -> Doc:
@@ -293,13 +301,13 @@ class MongoUsageStore:
         first: dict[str, Delivery] = {}
         for d in deliveries:
             first.setdefault(d.entry.event_id, d)
-        owner_text: dict[tuple[str, Stamp], str] = {}  # "day|partition|offset", made once per record and day
+        texts: dict[tuple[str, Stamp], str] = {}  # owner_text, made once per record and day
         docs = []
         for event_id, d in first.items():
             where = (d.entry.day, d.stamp)
-            text = owner_text.get(where)
+            text = texts.get(where)
             if text is None:
-                text = owner_text[where] = f"{d.entry.day}|{d.partition}|{d.offset}"
+                text = texts[where] = owner_text(d.entry.day, d.stamp)
             docs.append({"_id": event_id, "s": text})
         stored_before = await _insert_new_concurrently(self._ledger, docs)
         owners = {event_id: d.stamp for event_id, d in first.items()}
@@ -323,7 +331,7 @@ class MongoUsageStore:
             event_id = d.entry.event_id
             if event_id in stored and stamp_key(d.stamp) in redelivered:
                 stamps_of[event_id].add(d.stamp)
-                record_days[f"{d.entry.day}|{d.partition}|{d.offset}"] = d.stamp
+                record_days[owner_text(d.entry.day, d.stamp)] = d.stamp
         owners: dict[str, Stamp] = {}
         if not stamps_of:
             return owners
@@ -347,8 +355,7 @@ class MongoUsageStore:
 
     async def _reads_owners_by_record(self) -> bool:
         if self._owner_reads == "auto":
-            info = await self._db.client.admin.command("buildInfo")
-            self._owner_reads = "by_record" if "ferretdbVersion" in info else "by_id"
+            self._owner_reads = "by_record" if await is_ferretdb(self._db) else "by_id"
         return self._owner_reads == "by_record"
 
     async def _may_hold_legacy_entries(self) -> bool:
