@@ -126,9 +126,11 @@ ensure_ferretdb_gin_indexes() {
         return
     fi
     local added
+    # The first start over data from before indexes every existing table once (minutes when large).
+    log "postgres: GIN indexes beside FerretDB's: installing the trigger, indexing tables that lack them..."
     added="$("${psql[@]}" -f "$INFRA_DIR/ferretdb_gin_indexes.sql" 2>>"$LOG_DIR/postgres.log")" ||
         die "postgres: could not apply ferretdb_gin_indexes.sql (see $LOG_DIR/postgres.log)"
-    log "postgres: FerretDB's indexes get a GIN index beside them (${added:-0} added to existing tables now)"
+    log "postgres: GIN indexes beside FerretDB's: ${added:-0} added now, new ones follow FerretDB's"
 }
 
 # ---- FerretDB ----------------------------------------------------------------------------------
