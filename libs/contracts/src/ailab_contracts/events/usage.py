@@ -57,7 +57,7 @@ DELTA_METERS: frozenset[str] = frozenset({"storage_mb"})
 
 MAX_DIGITS = 34  # significant digits of MongoDB's Decimal128
 MAX_DECIMAL_PLACES = 18
-_DECIMAL_PATTERN = r"^-?\d+(\.\d+)?$"
+DECIMAL_PATTERN = r"^-?\d+(\.\d+)?$"
 
 
 def decimal_text(value: Decimal) -> str:
@@ -120,7 +120,7 @@ ExactDecimal = Annotated[
     WithJsonSchema(
         {
             "type": "string",
-            "pattern": _DECIMAL_PATTERN,
+            "pattern": DECIMAL_PATTERN,
             "description": "Exact decimal number as a string (fixed-point, no exponent).",
         }
     ),

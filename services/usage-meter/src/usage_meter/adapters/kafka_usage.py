@@ -106,13 +106,14 @@ class RecentLag:
         return self._previous.merged(self._current)
 
     def _rotate(self) -> None:
-        elapsed = self._clock() - self._started
+        now = self._clock()
+        elapsed = now - self._started
         if elapsed < self._window_s:
             return
         # One window ended: the current becomes the previous; two or more: both are too old.
         self._previous = self._current if elapsed < 2 * self._window_s else LagHistogram()
         self._current = LagHistogram()
-        self._started = self._clock()
+        self._started = now
 
 
 @dataclass

@@ -21,6 +21,7 @@ import pydantic_core
 from pydantic import TypeAdapter, ValidationError
 
 from ailab_contracts.events.usage import (
+    DECIMAL_PATTERN,
     DELTA_METERS,
     MAX_BATCH_EVENTS,
     METERS,
@@ -155,7 +156,7 @@ def _validate(prepared: _Prepared) -> UsageBatchEvent | ItemResult:
 
 
 # The wire forms the contract's JSON Schema promises (ASCII digits only, as its patterns mean).
-_DECIMAL_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+_DECIMAL_TEXT = re.compile(DECIMAL_PATTERN, re.ASCII)
 _RFC3339 = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})"
 )
