@@ -42,8 +42,10 @@ class IdempotentConsumer:
         max_retries: int = 3,
         retry_backoff_s: float = 0.2,
         event_types: set[str] | None = None,
+        fetch_max_wait_ms: int = 5000,
     ) -> None:
         self._topics = topics
+        self._fetch_max_wait_ms = fetch_max_wait_ms
         self._group = group_id
         self._handler = handler
         self._registry = registry
@@ -64,6 +66,7 @@ class IdempotentConsumer:
             group_id=self._group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            fetch_max_wait_ms=self._fetch_max_wait_ms,
         )
         await consumer.start()
         try:

@@ -157,6 +157,7 @@ class Runtime:
                 dlq_producer=producer,
                 max_retries=self.settings.consumer_max_retries,
                 event_types=spec.event_types,
+                fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
             )
             self.consumers.append(consumer)
             loops.append(self._supervise(consumer))

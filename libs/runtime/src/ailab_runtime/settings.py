@@ -33,6 +33,14 @@ class ServiceSettings(BaseSettings):
     # at once, so this only delays commits appended by other processes.
     relay_idle_poll_max_s: float = 1.0
     consumer_max_retries: int = 3
+    kafka_fetch_max_wait_ms: int = Field(
+        default=5000,
+        ge=0,
+        le=30_000,
+        description="How long the broker holds a consumer's fetch while it has no new records (it "
+        "answers at once when some arrive, so this is not a delay). aiokafka's 500 ms made each idle "
+        "consumer ask twice a second: 10 idle consumers cost Kafka ~4 % of a core, ~0.2 % at 5 s.",
+    )
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> ServiceSettings:

@@ -50,6 +50,7 @@ def _wire(runtime: Runtime) -> None:
         max_records=settings.consumer_max_records,
         max_events=settings.consumer_max_events,
         session_timeout_ms=settings.consumer_session_timeout_ms,
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         acceptance_grace=timedelta(seconds=settings.acceptance_grace_s),
         on_batch=quotas.mark,
     )

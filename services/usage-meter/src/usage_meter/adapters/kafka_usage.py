@@ -183,6 +183,7 @@ class UsageConsumer:
         max_records: int = 5000,
         max_events: int = 20000,
         session_timeout_ms: int = 10_000,
+        fetch_max_wait_ms: int = 5000,
         acceptance_grace: timedelta = timedelta(minutes=1),
         on_batch: Callable[[set[str]], Awaitable[None]] | None = None,
     ) -> None:
@@ -203,6 +204,7 @@ class UsageConsumer:
         self._max_events = max_events
         self._events_per_record = 1.0  # moving average: how many records make max_events
         self._session_timeout_ms = session_timeout_ms
+        self._fetch_max_wait_ms = fetch_max_wait_ms
         self._on_batch = on_batch
         self.stats = IngestStats()
         self._written_marks: dict[int, datetime] = {}
@@ -218,6 +220,7 @@ class UsageConsumer:
             fetch_max_bytes=32 * 1024 * 1024,
             session_timeout_ms=self._session_timeout_ms,
             heartbeat_interval_ms=min(3000, self._session_timeout_ms // 3),
+            fetch_max_wait_ms=self._fetch_max_wait_ms,
         )
         await consumer.start()
         # Three-stage pipeline, batches still in offset order at every stage: while batch k is
