@@ -54,6 +54,27 @@ def start_relay(infra: Infra, database: str, prefix: str, batch: int) -> subproc
     )
 
 
+def new_consumer(
+    infra: Infra,
+    db: AsyncDatabase[dict[str, Any]],
+    topic: str,
+    handler: Any,
+    producer: AIOKafkaProducer,
+    **options: Any,
+) -> IdempotentConsumer:
+    """A consumer of `topic` in a group of its own."""
+    return IdempotentConsumer(
+        bootstrap_servers=infra.kafka_bootstrap_servers,
+        topics=[topic],
+        group_id=infra.unique("g"),
+        handler=handler,
+        registry=REGISTRY,
+        db=db,
+        dlq_producer=producer,
+        **options,
+    )
+
+
 async def wait_for(predicate: Any, timeout_s: float = 60.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout_s
     while not await predicate():
@@ -107,15 +128,7 @@ async def test_relay_survives_sigkill_and_consumer_applies_exactly_once(
     producer = new_producer(infra.kafka_bootstrap_servers, "test-dlq")
     await producer.start()
     try:
-        consumer = IdempotentConsumer(
-            bootstrap_servers=infra.kafka_bootstrap_servers,
-            topics=[topic],
-            group_id=infra.unique("g"),
-            handler=handler,
-            registry=REGISTRY,
-            db=db,
-            dlq_producer=producer,
-        )
+        consumer = new_consumer(infra, db, topic, handler, producer)
         stop = asyncio.Event()
         task = asyncio.create_task(consumer.run(stop))
         await wait_for(lambda: _count_at_least(counts, total), timeout_s=120)
@@ -150,17 +163,7 @@ async def test_poison_messages_go_to_dlq_and_consumer_moves_on(
         await producer.send_and_wait(topic, b"{not json", key=b"t1")
         await producer.send_and_wait(topic, json.dumps(bad.to_wire()).encode(), key=b"t1")
         await producer.send_and_wait(topic, json.dumps(good.to_wire()).encode(), key=b"t1")
-        consumer = IdempotentConsumer(
-            bootstrap_servers=infra.kafka_bootstrap_servers,
-            topics=[topic],
-            group_id=infra.unique("g"),
-            handler=handler,
-            registry=REGISTRY,
-            db=db,
-            dlq_producer=producer,
-            max_retries=2,
-            retry_backoff_s=0.01,
-        )
+        consumer = new_consumer(infra, db, topic, handler, producer, max_retries=2, retry_backoff_s=0.01)
         stop = asyncio.Event()
         task = asyncio.create_task(consumer.run(stop))
 
@@ -204,16 +207,7 @@ async def test_an_idle_consumer_gets_a_new_record_without_waiting_out_its_fetch_
     producer: AIOKafkaProducer = new_producer(infra.kafka_bootstrap_servers, "test")
     await producer.start()
     try:
-        consumer = IdempotentConsumer(
-            bootstrap_servers=infra.kafka_bootstrap_servers,
-            topics=[topic],
-            group_id=infra.unique("g"),
-            handler=handler,
-            registry=REGISTRY,
-            db=db,
-            dlq_producer=producer,
-            fetch_max_wait_ms=30_000,
-        )
+        consumer = new_consumer(infra, db, topic, handler, producer, fetch_max_wait_ms=30_000)
         stop = asyncio.Event()
         task = asyncio.create_task(consumer.run(stop))
         await asyncio.sleep(3.0)  # joined the group and fetching, with nothing to read yet
