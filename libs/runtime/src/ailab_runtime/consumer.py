@@ -27,6 +27,11 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[EventEnvelope, BaseModel], Awaitable[None]]
 
+# How often an idle consumer's loop and aiokafka's fetch routine wake up without news (both 200 ms by
+# default: 10 wake-ups a second per consumer of an idle service). Records and assignments still wake
+# them at once; a stop request is seen when the current wait ends (at most this long).
+IDLE_WAKE_MS = 1000
+
 
 class IdempotentConsumer:
     def __init__(
@@ -67,11 +72,12 @@ class IdempotentConsumer:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=self._fetch_max_wait_ms,
+            consumer_timeout_ms=IDLE_WAKE_MS,
         )
         await consumer.start()
         try:
             while not stop.is_set():
-                batches = await consumer.getmany(timeout_ms=200, max_records=500)
+                batches = await consumer.getmany(timeout_ms=IDLE_WAKE_MS, max_records=500)
                 for records in batches.values():
                     for record in records:
                         await self.handle(record)
