@@ -60,13 +60,14 @@ def new_consumer(
     topic: str,
     handler: Any,
     producer: AIOKafkaProducer,
+    group_id: str | None = None,
     **options: Any,
 ) -> IdempotentConsumer:
-    """A consumer of `topic` in a group of its own."""
+    """A consumer of `topic`, in a group of its own unless `group_id` is given."""
     return IdempotentConsumer(
         bootstrap_servers=infra.kafka_bootstrap_servers,
         topics=[topic],
-        group_id=infra.unique("g"),
+        group_id=group_id or infra.unique("g"),
         handler=handler,
         registry=REGISTRY,
         db=db,
@@ -223,3 +224,43 @@ async def test_an_idle_consumer_gets_a_new_record_without_waiting_out_its_fetch_
     # Far below the 30 s the broker may hold an empty fetch (a consumer joining the group late would
     # also have been answered at once, so this only fails if the broker waited the fetch out).
     assert waited < 15, waited
+
+
+async def test_after_a_rebalance_consumers_with_a_long_fetch_wait_read_their_new_partitions_at_once(
+    infra: Infra, db: AsyncDatabase[dict[str, Any]]
+) -> None:
+    """A second member joining the group moves partitions while the first one's fetch is held at the
+    broker: the first one must not wait that fetch out before it reads what it was given."""
+    topic = infra.unique("rebalance.")
+    await ensure_topics(infra.kafka_bootstrap_servers, [topic], partitions=4)
+    group = infra.unique("g")
+    handled: list[str] = []
+
+    async def handler(envelope: EventEnvelope, event: BaseModel) -> None:
+        handled.append(envelope.stream_id)
+
+    producer: AIOKafkaProducer = new_producer(infra.kafka_bootstrap_servers, "test")
+    await producer.start()
+    stop = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        for _ in range(2):
+            consumer = new_consumer(infra, db, topic, handler, producer, group, fetch_max_wait_ms=30_000)
+            tasks.append(asyncio.create_task(consumer.run(stop)))
+            await asyncio.sleep(5.0)  # the first alone and idle; then both, after the rebalance (~2 s)
+        sent = asyncio.get_running_loop().time()
+        for partition in range(4):
+            event = created(f"project:t:p{partition}")
+            await producer.send_and_wait(topic, json.dumps(event.to_wire()).encode(), partition=partition)
+
+        async def all_handled() -> bool:
+            return len(handled) >= 4
+
+        await wait_for(all_handled, timeout_s=60)
+        waited = asyncio.get_running_loop().time() - sent
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+        await producer.stop()
+    assert sorted(handled) == [f"project:t:p{p}" for p in range(4)]
+    assert waited < 15, waited  # a held fetch would have kept some partitions unread for up to 30 s
