@@ -20,17 +20,18 @@ from pymongo.errors import DuplicateKeyError
 
 from ailab_contracts import EventEnvelope, EventRegistry
 
-from .kafka import dead_letter_headers, event_type_header
+from .kafka import (
+    DEFAULT_FETCH_MAX_WAIT_MS,
+    IDLE_WAKE_MS,
+    dead_letter_headers,
+    event_type_header,
+    fetch_unless_stopped,
+)
 from .tracing import context_from_kafka, tracer
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[EventEnvelope, BaseModel], Awaitable[None]]
-
-# How often an idle consumer's loop and aiokafka's fetch routine wake up without news (both 200 ms by
-# default: 10 wake-ups a second per consumer of an idle service). Records and assignments still wake
-# them at once; a stop request is seen when the current wait ends (at most this long).
-IDLE_WAKE_MS = 1000
 
 
 class IdempotentConsumer:
@@ -47,7 +48,7 @@ class IdempotentConsumer:
         max_retries: int = 3,
         retry_backoff_s: float = 0.2,
         event_types: set[str] | None = None,
-        fetch_max_wait_ms: int = 5000,
+        fetch_max_wait_ms: int = DEFAULT_FETCH_MAX_WAIT_MS,
     ) -> None:
         self._topics = topics
         self._fetch_max_wait_ms = fetch_max_wait_ms
@@ -75,15 +76,19 @@ class IdempotentConsumer:
             consumer_timeout_ms=IDLE_WAKE_MS,
         )
         await consumer.start()
+        stopping = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
-                batches = await consumer.getmany(timeout_ms=IDLE_WAKE_MS, max_records=500)
+                batches = await fetch_unless_stopped(consumer, stopping, max_records=500)
+                if batches is None:
+                    break
                 for records in batches.values():
                     for record in records:
                         await self.handle(record)
                 if batches:
                     await consumer.commit()  # only after every effect above is stored
         finally:
+            stopping.cancel()
             await consumer.stop()
 
     async def handle(self, record: ConsumerRecord[bytes, bytes]) -> None:

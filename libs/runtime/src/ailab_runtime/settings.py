@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .kafka import DEFAULT_FETCH_MAX_WAIT_MS
+
 DEV_INTERNAL_TOKEN = "dev-internal-token-change-me"
 DEV_ENVIRONMENTS = ("development", "test")
 
@@ -34,12 +36,13 @@ class ServiceSettings(BaseSettings):
     relay_idle_poll_max_s: float = 1.0
     consumer_max_retries: int = 3
     kafka_fetch_max_wait_ms: int = Field(
-        default=5000,
-        ge=0,
-        le=30_000,
-        description="How long the broker holds a consumer's fetch while it has no new records (it "
-        "answers at once when some arrive, so this is not a delay). aiokafka's 500 ms made each idle "
-        "consumer ask twice a second: 10 idle consumers cost Kafka ~4 % of a core, ~0.2 % at 5 s.",
+        default=DEFAULT_FETCH_MAX_WAIT_MS,
+        ge=100,
+        le=10_000,
+        description="How long the broker holds a consumer's fetch while it has no new records; it "
+        "answers as soon as some arrive. Longer: fewer idle requests; but after a rebalance a consumer "
+        "reads the partitions it gained only when its held fetch ends. At most 10 s: a fetch queued "
+        "behind a held one must still answer within aiokafka's 40 s request timeout.",
     )
 
     @model_validator(mode="after")

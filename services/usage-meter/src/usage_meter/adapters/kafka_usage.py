@@ -21,7 +21,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from pymongo.asynchronous.collection import AsyncCollection
 
 from ailab_contracts import EventRegistry
-from ailab_runtime.kafka import dead_letter_headers, event_type_header
+from ailab_runtime.kafka import (
+    DEFAULT_FETCH_MAX_WAIT_MS,
+    IDLE_WAKE_MS,
+    dead_letter_headers,
+    event_type_header,
+)
 
 from ..application.bulk import USAGE_BATCH_RECORDED
 from ..application.ingest import ClaimedBatch, UsageIngestor
@@ -183,7 +188,7 @@ class UsageConsumer:
         max_records: int = 5000,
         max_events: int = 20000,
         session_timeout_ms: int = 10_000,
-        fetch_max_wait_ms: int = 5000,
+        fetch_max_wait_ms: int = DEFAULT_FETCH_MAX_WAIT_MS,
         acceptance_grace: timedelta = timedelta(minutes=1),
         on_batch: Callable[[set[str]], Awaitable[None]] | None = None,
     ) -> None:
@@ -221,6 +226,7 @@ class UsageConsumer:
             session_timeout_ms=self._session_timeout_ms,
             heartbeat_interval_ms=min(3000, self._session_timeout_ms // 3),
             fetch_max_wait_ms=self._fetch_max_wait_ms,
+            consumer_timeout_ms=IDLE_WAKE_MS,
         )
         await consumer.start()
         # Three-stage pipeline, batches still in offset order at every stage: while batch k is
