@@ -1,9 +1,9 @@
-"""Kafka wiring on aiokafka: an acks=all idempotent producer, topic creation, and a readiness probe."""
+"""Kafka wiring on aiokafka: an acks=all idempotent producer, consumers' fetch defaults and a fetch
+that a stop request interrupts, topic creation, and a readiness probe."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Iterable
@@ -70,15 +70,17 @@ async def fetch_unless_stopped(
     consumer: AIOKafkaConsumer, stopping: asyncio.Future[Any], max_records: int
 ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] | None:
     """`getmany` (waiting up to IDLE_WAKE_MS), or None as soon as `stopping` is done: the wait is
-    cancelled, and records not handed out yet are fetched again by whoever consumes next."""
+    cancelled before it handed anything out (records not handed out are fetched again by whoever
+    consumes next). After None, stop the consumer: the cancelled wait leaves aiokafka's fetcher state
+    behind, which its stop clears."""
     fetch = asyncio.ensure_future(consumer.getmany(timeout_ms=IDLE_WAKE_MS, max_records=max_records))
-    await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    if fetch.done():
-        return fetch.result()
-    fetch.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await fetch
-    return None
+    try:
+        await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not fetch.done():  # stopping won, or this caller is being cancelled: no orphan fetch left
+            fetch.cancel()
+            await asyncio.wait({fetch})  # never raises fetch's cancellation; the caller's still does
+    return None if fetch.cancelled() else fetch.result()
 
 
 async def ensure_topics(bootstrap_servers: str, topics: Iterable[str], partitions: int = 3) -> None:
