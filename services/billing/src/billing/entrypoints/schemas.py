@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ailab_contracts.events.billing import SyncStatus
 from ailab_contracts.events.tenancy import TenantLimits
 
 Money = str
@@ -98,7 +99,7 @@ class MeterEventOut(BaseModel):
 class DayUsageOut(BaseModel):
     day: str = Field(examples=["2026-11-26"])
     meters: dict[str, str] = Field(description="Quantity per meter.", examples=[{"tokens_in": "125000"}])
-    stripe_sync_status: Literal["pending", "synced", "error"] | None = None
+    stripe_sync_status: SyncStatus | None = None
     stripe_sync_attempts: int = 0
     stripe_sync_error: str | None = None
     meters_sent: list[str] = Field(default_factory=list)
@@ -130,7 +131,7 @@ class UsageSyncOut(BaseModel):
 
     tenant_id: str
     day: str = Field(examples=["2026-11-23"])
-    status: Literal["pending", "synced", "error"]
+    status: SyncStatus
     attempts: int = Field(description="Attempts since the count last started (at close, or a retry).")
     meters: list[str] = Field(description="Meters sent to Stripe (once synced).")
     error: str | None = Field(default=None, description="Why the last attempt failed.")
