@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 from opentelemetry import context as otel_context
 from pydantic import BaseModel
 from pymongo.asynchronous.database import AsyncDatabase
@@ -22,10 +22,10 @@ from ailab_contracts import EventEnvelope, EventRegistry
 
 from .kafka import (
     DEFAULT_FETCH_MAX_WAIT_MS,
-    IDLE_WAKE_MS,
     dead_letter_headers,
     event_type_header,
     fetch_unless_stopped,
+    new_group_consumer,
 )
 from .tracing import context_from_kafka, tracer
 
@@ -66,14 +66,11 @@ class IdempotentConsumer:
         self.dead_lettered = 0
 
     async def run(self, stop: asyncio.Event) -> None:
-        consumer = AIOKafkaConsumer(
+        consumer = new_group_consumer(
             *self._topics,
             bootstrap_servers=self._bootstrap,
             group_id=self._group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
             fetch_max_wait_ms=self._fetch_max_wait_ms,
-            consumer_timeout_ms=IDLE_WAKE_MS,
         )
         await consumer.start()
         stopping = asyncio.ensure_future(stop.wait())

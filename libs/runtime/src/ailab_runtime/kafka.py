@@ -66,6 +66,28 @@ def encode(value: dict[str, Any]) -> bytes:
     return json.dumps(value, separators=(",", ":"), default=str).encode()
 
 
+def new_group_consumer(
+    *topics: str,
+    bootstrap_servers: str,
+    group_id: str,
+    fetch_max_wait_ms: int = DEFAULT_FETCH_MAX_WAIT_MS,
+    consumer_timeout_ms: int = IDLE_WAKE_MS,
+    **options: Any,
+) -> AIOKafkaConsumer:
+    """A consumer in `group_id` that commits offsets itself (after the effect), starts a new group at
+    the earliest record, and wakes rarely while idle; `options` go to aiokafka as they are."""
+    return AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=bootstrap_servers,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=fetch_max_wait_ms,
+        consumer_timeout_ms=consumer_timeout_ms,
+        **options,
+    )
+
+
 async def fetch_unless_stopped(
     consumer: AIOKafkaConsumer, stopping: asyncio.Future[Any], max_records: int
 ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] | None:

@@ -23,9 +23,9 @@ from pymongo.asynchronous.collection import AsyncCollection
 from ailab_contracts import EventRegistry
 from ailab_runtime.kafka import (
     DEFAULT_FETCH_MAX_WAIT_MS,
-    IDLE_WAKE_MS,
     dead_letter_headers,
     event_type_header,
+    new_group_consumer,
 )
 
 from ..application.bulk import USAGE_BATCH_RECORDED
@@ -215,18 +215,15 @@ class UsageConsumer:
         self._written_marks: dict[int, datetime] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
-        consumer = AIOKafkaConsumer(
+        consumer = new_group_consumer(
             self._topic,
             bootstrap_servers=self._bootstrap,
             group_id=self._group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
+            fetch_max_wait_ms=self._fetch_max_wait_ms,
             max_partition_fetch_bytes=8 * 1024 * 1024,
             fetch_max_bytes=32 * 1024 * 1024,
             session_timeout_ms=self._session_timeout_ms,
             heartbeat_interval_ms=min(3000, self._session_timeout_ms // 3),
-            fetch_max_wait_ms=self._fetch_max_wait_ms,
-            consumer_timeout_ms=IDLE_WAKE_MS,
         )
         await consumer.start()
         # Three-stage pipeline, batches still in offset order at every stage: while batch k is
