@@ -11,11 +11,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from pymongo import MongoClient
-from pymongo.database import Database
+from pymongo.asynchronous.database import AsyncDatabase
 
-from ailab_runtime.mongo_server import is_ferretdb_build
-from tests.support.infra import Infra
+from ailab_runtime.mongo_server import is_ferretdb
 
 pytestmark = pytest.mark.integration
 
@@ -27,8 +25,10 @@ def _index_names(plan: dict[str, Any]) -> Iterator[str]:
         yield from _index_names(child)
 
 
-def _gin_indexes_used(db: Database[dict[str, Any]], collection: str, query: dict[str, Any]) -> list[str]:
-    explained = db.command("explain", {"find": collection, "filter": query}, verbosity="queryPlanner")
+async def _gin_indexes_used(
+    db: AsyncDatabase[dict[str, Any]], collection: str, query: dict[str, Any]
+) -> list[str]:
+    explained = await db.command("explain", {"find": collection, "filter": query}, verbosity="queryPlanner")
     plan = explained.get("queryPlanner", {}).get("Plan")
     if plan is None:
         pytest.skip("FerretDB's SQLite handler: no PostgreSQL plan")
@@ -36,43 +36,28 @@ def _gin_indexes_used(db: Database[dict[str, Any]], collection: str, query: dict
     return [name for name in _index_names(plan) if name.endswith("_gin")]
 
 
-@pytest.fixture
-def ferretdb(infra: Infra) -> Iterator[Database[dict[str, Any]]]:
-    client: MongoClient[dict[str, Any]] = MongoClient(infra.mongodb_uri)
-    if not is_ferretdb_build(client.admin.command("buildInfo")):
-        client.close()
+async def test_lookups_by_id_and_by_an_indexed_field_use_a_gin_index(
+    mongo_db: AsyncDatabase[dict[str, Any]],
+) -> None:
+    if not await is_ferretdb(mongo_db):
         pytest.skip("not FerretDB: MongoDB uses its own indexes")
-    db = client[infra.unique("test_gin_indexes_")]
-    try:
-        yield db
-    finally:
-        client.drop_database(db.name)
-        client.close()
-
-
-def test_lookups_by_id_and_by_an_indexed_field_use_a_gin_index(ferretdb: Database[dict[str, Any]]) -> None:
-    docs = ferretdb["docs"]
-    docs.create_index([("tenant_id", 1), ("kind", 1)])
-    docs.insert_many(
+    docs = mongo_db["docs"]
+    await docs.create_index([("tenant_id", 1), ("kind", 1)])
+    await docs.insert_many(
         [
             {"_id": f"doc-{i}", "tenant_id": f"t-{i % 500}", "kind": "d", "v": 1, "pad": "x" * 200}
             for i in range(5000)
         ]
     )
-    assert _gin_indexes_used(ferretdb, "docs", {"_id": "doc-7", "v": 1})
-    assert _gin_indexes_used(ferretdb, "docs", {"tenant_id": "t-7", "kind": "d"})
-    assert not _gin_indexes_used(ferretdb, "docs", {"pad": "x"})  # no index of FerretDB's on it
+    assert await _gin_indexes_used(mongo_db, "docs", {"_id": "doc-7", "v": 1})
+    assert await _gin_indexes_used(mongo_db, "docs", {"tenant_id": "t-7", "kind": "d"})
+    assert not await _gin_indexes_used(mongo_db, "docs", {"pad": "x"})  # no index of FerretDB's on it
     # An index changes how rows are found, never which: a version-guarded replace, finds, a count.
-    assert (
-        docs.replace_one({"_id": "doc-7", "v": 1}, {"tenant_id": "t-7", "kind": "d", "v": 2}).matched_count
-        == 1
-    )
-    assert (
-        docs.replace_one({"_id": "doc-7", "v": 1}, {"tenant_id": "t-7", "kind": "d", "v": 3}).matched_count
-        == 0
-    )
-    assert docs.find_one({"_id": "doc-7"}) == {"_id": "doc-7", "tenant_id": "t-7", "kind": "d", "v": 2}
-    assert sorted(d["_id"] for d in docs.find({"tenant_id": "t-7", "kind": "d"})) == sorted(
-        f"doc-{i}" for i in range(7, 5000, 500)
-    )
-    assert docs.count_documents({"v": 1}) == 4999
+    replaced = await docs.replace_one({"_id": "doc-7", "v": 1}, {"tenant_id": "t-7", "kind": "d", "v": 2})
+    assert replaced.matched_count == 1
+    stale = await docs.replace_one({"_id": "doc-7", "v": 1}, {"tenant_id": "t-7", "kind": "d", "v": 3})
+    assert stale.matched_count == 0
+    assert await docs.find_one({"_id": "doc-7"}) == {"_id": "doc-7", "tenant_id": "t-7", "kind": "d", "v": 2}
+    found = [d["_id"] async for d in docs.find({"tenant_id": "t-7", "kind": "d"})]
+    assert sorted(found) == sorted(f"doc-{i}" for i in range(7, 5000, 500))
+    assert await docs.count_documents({"v": 1}) == 4999

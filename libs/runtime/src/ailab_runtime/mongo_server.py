@@ -4,16 +4,11 @@ queries by it (e.g. the usage ledger's owner reads)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
 
-def is_ferretdb_build(build_info: Mapping[str, Any]) -> bool:
-    """Whether a server's `buildInfo` answer is FerretDB's (it adds `ferretdbVersion`)."""
-    return "ferretdbVersion" in build_info
-
-
 async def is_ferretdb(db: AsyncDatabase[Any]) -> bool:
-    return is_ferretdb_build(await db.client.admin.command("buildInfo"))
+    """Whether the server is FerretDB (its `buildInfo` answer adds `ferretdbVersion`)."""
+    return "ferretdbVersion" in await db.client.admin.command("buildInfo")
