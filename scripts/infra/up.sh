@@ -131,12 +131,15 @@ ensure_ferretdb_gin_indexes() {
         log "postgres: no GIN indexes beside FerretDB's from now on (AILAB_FERRETDB_GIN_INDEXES=0)"
         return
     fi
-    local added
+    local counts dropped added
     # The first start over data from before indexes every existing table once (minutes when large).
     log "postgres: GIN indexes beside FerretDB's: installing the trigger, indexing tables that lack them..."
-    added="$("${psql[@]}" -f "$INFRA_DIR/ferretdb_gin_indexes.sql" 2>>"$LOG_DIR/postgres.log")" ||
+    counts="$("${psql[@]}" -f "$INFRA_DIR/ferretdb_gin_indexes.sql" 2>>"$LOG_DIR/postgres.log")" ||
         die "postgres: could not apply ferretdb_gin_indexes.sql (see $LOG_DIR/postgres.log)"
-    log "postgres: GIN indexes beside FerretDB's: ${added:-0} added now, new ones follow FerretDB's"
+    # The script's last two statements print how many it dropped (skipped collections) and added.
+    dropped="$(sed -n 1p <<<"$counts")"
+    added="$(sed -n 2p <<<"$counts")"
+    log "postgres: GIN indexes beside FerretDB's: ${added:-0} added now, ${dropped:-0} dropped (skipped collections), new ones follow FerretDB's"
 }
 
 # ---- FerretDB ----------------------------------------------------------------------------------

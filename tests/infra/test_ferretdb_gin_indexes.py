@@ -61,3 +61,16 @@ async def test_lookups_by_id_and_by_an_indexed_field_use_a_gin_index(
     found = [d["_id"] async for d in docs.find({"tenant_id": "t-7", "kind": "d"})]
     assert sorted(found) == sorted(f"doc-{i}" for i in range(7, 5000, 500))
     assert await docs.count_documents({"v": 1}) == 4999
+
+
+async def test_the_usage_ledger_gets_no_gin_index(mongo_db: AsyncDatabase[dict[str, Any]]) -> None:
+    """Listed in `ailab_ferretdb_gin_skipped`: one insert per usage event, never looked up by `_id`
+    on FerretDB, so a GIN index there would only cost. A collection whose name merely starts the
+    same still gets one."""
+    if not await is_ferretdb(mongo_db):
+        pytest.skip("not FerretDB: MongoDB uses its own indexes")
+    for name in ("usage_ledger", "usage_ledger_records"):
+        await mongo_db[name].insert_many([{"_id": f"e-{i}", "s": f"2026-11-28|0|{i}"} for i in range(2000)])
+    assert await _gin_indexes_used(mongo_db, "usage_ledger", {"_id": "e-7"}) == []
+    assert await _gin_indexes_used(mongo_db, "usage_ledger_records", {"_id": "e-7"})
+    assert await mongo_db["usage_ledger"].find_one({"_id": "e-7"}) == {"_id": "e-7", "s": "2026-11-28|0|7"}
