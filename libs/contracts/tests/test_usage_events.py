@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from ailab_contracts.events.usage import UsageBatchRecorded, UsageRecorded
+from ailab_contracts.events.usage import (
+    CANONICAL_BATCH_EVENTS,
+    UsageBatchEvent,
+    UsageBatchRecorded,
+    UsageRecorded,
+    canonical_event_problem,
+)
 
 
 def usage(**overrides: Any) -> dict[str, Any]:
@@ -92,3 +101,178 @@ def test_batch_items_carry_their_own_event_ids_and_one_tenant() -> None:
     with pytest.raises(ValidationError, match="pattern"):  # ids travel in canonical lowercase form
         upper = [usage(event_id=str(first).upper())]
         UsageBatchRecorded.model_validate({"tenant_id": "acme", "events": upper})
+
+
+# --- the canonical wire form (the fast path of the bulk API and the usage consumer) ---------------
+
+_DECIMAL_FIELDS = ("quantity", "cost_usd_estimate")
+_NOT_RULES = ("title", "description", "examples", "default")
+
+
+def _rules(schema: Any) -> Any:
+    """A JSON schema without its prose (titles, descriptions, examples, defaults)."""
+    if isinstance(schema, dict):
+        return {k: _rules(v) for k, v in schema.items() if k not in _NOT_RULES}
+    if isinstance(schema, list):
+        return [_rules(v) for v in schema]
+    return schema
+
+
+def test_the_canonical_form_has_the_models_fields_and_rules() -> None:
+    """Field by field, the same schema as `UsageBatchEvent` (so the fast path cannot accept what the
+    model refuses), except decimals: plain fixed-point text of at most 16 characters there."""
+    model = _rules(UsageBatchEvent.model_json_schema())
+    canonical_schema = CANONICAL_BATCH_EVENTS.json_schema()
+    canonical = _rules(canonical_schema["$defs"]["CanonicalUsageBatchEvent"])
+    assert canonical_schema["items"] == {"$ref": "#/$defs/CanonicalUsageBatchEvent"}
+    assert canonical["additionalProperties"] is False and model["additionalProperties"] is False
+    assert set(canonical["required"]) == set(model["required"])
+    assert set(canonical["properties"]) == set(model["properties"])
+    for name, rules in model["properties"].items():
+        if name in _DECIMAL_FIELDS:
+            continue
+        assert canonical["properties"][name] == rules, name
+    text = {"type": "string", "maxLength": 16, "pattern": r"^-?[0-9]+(\.[0-9]+)?$"}
+    assert canonical["properties"]["quantity"] == text
+    assert canonical["properties"]["cost_usd_estimate"] == {"anyOf": [text, {"type": "null"}]}
+
+
+def _fast(event: dict[str, Any], as_json: bool) -> dict[str, Any] | None:
+    """The fast path's outcome: the event with decimal values, or None when it refuses it."""
+    try:
+        if as_json:
+            (checked,) = CANONICAL_BATCH_EVENTS.validate_json(json.dumps([event]))
+        else:
+            (checked,) = CANONICAL_BATCH_EVENTS.validate_python([event])
+    except ValidationError:
+        return None
+    quantity = Decimal(checked["quantity"])
+    if canonical_event_problem(checked, quantity):
+        return None
+    cost = checked.get("cost_usd_estimate")
+    return {**checked, "quantity": quantity, "cost_usd_estimate": None if cost is None else Decimal(cost)}
+
+
+def _by_model(event: dict[str, Any], as_json: bool) -> dict[str, Any] | None:
+    try:
+        if as_json:
+            return UsageBatchEvent.model_validate_json(json.dumps(event)).model_dump()
+        return UsageBatchEvent.model_validate(event).model_dump()
+    except ValidationError:
+        return None
+
+
+_EVENT_ID = "0b7e3c1a-5d2f-5e4a-9c8b-1f2e3d4c5b6a"
+# Values worth trying per field: valid ones, edge cases of each rule, and wrong types.
+_VALUES: dict[str, list[Any]] = {
+    "event_id": [_EVENT_ID, _EVENT_ID.upper(), "x", "", 5],
+    "tenant_id": ["acme", "", None, 1],
+    "user_id": ["usr_1", "", None],
+    "project_id": ["prj_1", None, 3],
+    "agent_id": ["agt_1", None],
+    "run_id": ["run_1", None],
+    "tool_id": [None, "tool_1"],
+    "meter": ["tokens_in", "storage_mb", "requests", "nope", None],
+    "quantity": [
+        "1",
+        "0",
+        "-0",
+        "-1",
+        "-2.5",
+        "0.000001",
+        "9" * 16,
+        "9" * 17,
+        "9" * 16 + ".5",
+        " 5",
+        "1e3",
+        "1.",
+        ".5",
+        "NaN",
+        "Infinity",
+        "٣",
+        5,
+        2.5,
+        True,
+        None,
+        "0." + "0" * 14 + "1",
+    ],
+    "cost_usd_estimate": ["0.001", None, "-1", "1e-3", 0.1, "x", "1" * 16],
+    "provider": ["openai", "internal", "other", None],
+    "model": ["gpt-4o", None, "m" * 200, "m" * 201],
+    "request_id": ["req_1", "", "r" * 200, "r" * 201],
+    "timestamp": [
+        "2026-11-27T12:00:00Z",
+        "2026-11-27T12:00:00.123456+02:00",
+        "2026-11-27T12:00:00",
+        "2026-11-27 12:00:00Z",
+        1764244800,
+        "yesterday",
+        None,
+    ],
+    "dimensions": [
+        {},
+        {"a": 1},
+        {"b": "x" * 501},
+        {"c": 2**63},
+        {"d": float("inf")},
+        {"1bad": 1},
+        {"ok_key": True, "f": 1.5},
+        [1],
+    ],
+    "extra": ["surprise"],
+}
+_OPTIONAL = (
+    "project_id",
+    "agent_id",
+    "run_id",
+    "tool_id",
+    "cost_usd_estimate",
+    "model",
+    "dimensions",
+    "extra",
+)
+
+
+@given(
+    changes=st.dictionaries(
+        st.sampled_from(sorted(_VALUES)),
+        st.integers(min_value=0, max_value=30),
+        max_size=4,
+    ),
+    dropped=st.sets(st.sampled_from(sorted(_VALUES)), max_size=2),
+    as_json=st.booleans(),
+)
+@settings(max_examples=600, deadline=None)
+def test_what_the_canonical_form_accepts_the_model_accepts_with_the_same_values(
+    changes: dict[str, int], dropped: set[str], as_json: bool
+) -> None:
+    event = {**usage(), "event_id": _EVENT_ID, "cost_usd_estimate": "0.25", "model": "gpt-4o"}
+    for name, pick in changes.items():
+        values = _VALUES[name]
+        event[name] = values[pick % len(values)]
+    for name in dropped:
+        event.pop(name, None)
+    if as_json:
+        try:
+            json.dumps(event, allow_nan=False)
+        except ValueError:
+            as_json = False  # NaN/Infinity are not JSON: the Python path only
+    fast = _fast(event, as_json)
+    if fast is None:
+        return  # refused by the fast path: the model decides (and says why)
+    by_model = _by_model(event, as_json)
+    assert by_model is not None, event
+    expected = {name: None for name in _OPTIONAL if name not in ("dimensions", "extra")}
+    assert by_model == {**expected, "dimensions": {}, **fast}
+
+
+def test_the_api_s_usual_events_take_the_fast_path() -> None:
+    for event in (
+        {**usage(), "event_id": _EVENT_ID},
+        {**usage(quantity="-10.5", meter="storage_mb"), "event_id": _EVENT_ID, "dimensions": {"x": 1}},
+        {**usage(quantity="0.000001"), "event_id": _EVENT_ID, "cost_usd_estimate": "0.00125", "model": "m"},
+    ):
+        for as_json in (False, True):
+            assert _fast(event, as_json) is not None
+    assert _fast({**usage(quantity="-1"), "event_id": _EVENT_ID}, False) is None  # the model's sign rule
+    assert _fast({**usage(), "event_id": _EVENT_ID, "dimensions": {"d": float("nan")}}, False) is None
