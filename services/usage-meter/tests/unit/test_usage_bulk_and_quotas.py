@@ -19,6 +19,9 @@ from ailab_contracts import REGISTRY
 from ailab_contracts.events.usage import UsageBatchEvent, UsageBatchRecorded
 from usage_meter.application.bulk import (
     CLIENT_ID_NAMESPACE,
+    ItemResult,
+    _prepare,
+    _validate_canonical,
     batch_record_values,
     event_id_for,
     event_id_text,
@@ -180,6 +183,27 @@ async def test_loosely_written_timestamps_and_amounts_go_out_in_the_schema_s_for
     ]
     assert [datetime.fromisoformat(e["timestamp"]) for e in events[:3]] == [NOW] * 3
     assert events[4]["timestamp"] == "2026-11-27T11:00:00Z"  # as sent
+
+
+async def test_canonical_amounts_with_a_loose_timestamp_take_the_fast_path_and_go_out_in_form() -> None:
+    """Decimals in their canonical form let the whole request be validated in one pass without models
+    (`_validate_canonical`); a timestamp that pass accepts in another form still goes out in the
+    schema's (RFC 3339, `T`)."""
+    items: list[dict[str, Any]] = [
+        {"meter": "tokens_in", "quantity": "2", "timestamp": "2026-11-27 12:00:00Z"},
+        {"meter": "storage_mb", "quantity": "-1.5", "cost_usd_estimate": "0.01"},
+    ]
+    now_text = NOW.isoformat()
+    prepared = [
+        _prepare(i, it, tenant_id="acme", principal="u", now_text=now_text) for i, it in enumerate(items)
+    ]
+    assert _validate_canonical([p for p in prepared if not isinstance(p, ItemResult)]) is not None
+    sink = Captured()
+    results = await ingest_bulk(items, tenant_id="acme", principal="u", rules=RULES, publisher=sink, now=NOW)
+    assert {r.status for r in results} == {"accepted"}
+    events = json.loads(sink.messages[0][1])["payload"]["events"]
+    assert [datetime.fromisoformat(e["timestamp"]) for e in events] == [NOW, NOW]
+    assert events[0]["timestamp"][10] == "T" and events[1]["quantity"] == "-1.5"
 
 
 def _batch_event(i: int, pad: int = 0) -> UsageBatchEvent:

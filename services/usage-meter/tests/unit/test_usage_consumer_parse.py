@@ -183,6 +183,33 @@ def test_a_batch_with_a_bad_item_or_of_another_version_is_left_to_the_dict_decod
     assert decode_batch_bytes(REGISTRY, as_bytes(other_version), AcceptanceRules(), RECEIVED) is None
     assert decode_batch_bytes(REGISTRY, b"not json", AcceptanceRules(), RECEIVED) is None
     assert decode_batch_bytes(REGISTRY, as_bytes(wire()), AcceptanceRules(), RECEIVED) is None
+    for breaks_a_rule in (
+        item(2, quantity="-1"),
+        item(2, tenant_id="globex"),
+        item(2, dimensions={"d": 2**64}),
+    ):
+        raw = batch_wire([item(1), breaks_a_rule])
+        assert decode_batch_bytes(REGISTRY, as_bytes(raw), AcceptanceRules(), RECEIVED) is None
+        assert [p[0] for p in decode(REGISTRY, raw, AcceptanceRules(), RECEIVED).problems] == [1]
+
+
+@pytest.mark.parametrize(
+    ("quantity", "expected"),
+    [
+        (5, Decimal(5)),
+        (" 5", Decimal(5)),
+        ("1E+3", Decimal(1000)),
+        ("9" * 16 + ".5", Decimal("9" * 16 + ".5")),
+    ],
+)
+def test_a_valid_batch_not_in_the_canonical_form_is_left_to_the_dict_decoding(
+    quantity: Any, expected: Decimal
+) -> None:
+    """Valid for the contract, but not as the bulk API writes it: the models decide, and count it."""
+    raw = batch_wire([item(1), item(2, quantity=quantity)])
+    assert decode_batch_bytes(REGISTRY, as_bytes(raw), AcceptanceRules(), RECEIVED) is None
+    decoded = decode(REGISTRY, raw, AcceptanceRules(), RECEIVED)
+    assert [e.quantity for e in decoded.entries] == [Decimal(1), expected] and decoded.problems == []
 
 
 def test_a_batch_from_bytes_whose_payload_tenant_is_not_the_envelopes_is_refused_whole() -> None:

@@ -12,12 +12,21 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from decimal import Decimal
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from typing_extensions import TypedDict
 
 from ailab_contracts import EventRegistry
-from ailab_contracts.events.usage import UsageBatchEvent, UsageBatchRecorded, UsageRecorded
+from ailab_contracts.events.usage import (
+    MAX_BATCH_EVENTS,
+    CanonicalUsageBatchEvent,
+    UsageBatchEvent,
+    UsageBatchRecorded,
+    UsageRecorded,
+    canonical_event_problem,
+)
 
 from ..application.bulk import USAGE_BATCH_RECORDED
 from ..domain.model import AcceptanceRules, RecordItem, UsageEntry
@@ -77,28 +86,40 @@ def entry_from(registry: EventRegistry, raw: dict[str, Any]) -> UsageEntry:
     return _entry(event, str(event_id), payload)
 
 
-# index, validated event or None, problem, the item as sent (a wire dict, or its place in the record)
-BatchItem = tuple[int, UsageBatchEvent | None, str | None, dict[str, Any] | RecordItem]
+# index, the item's entry (None when invalid), its problem
+BatchItem = tuple[int, UsageEntry | None, str | None]
+
+
+class _CanonicalBatchPayload(TypedDict):
+    """`UsageBatchRecorded`'s payload with its events in the canonical form (as the bulk API writes
+    them); its one-tenant rule is checked per event by `decode_batch_bytes`."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+
+    tenant_id: Annotated[str, StringConstraints(min_length=1)]
+    events: Annotated[list[CanonicalUsageBatchEvent], Field(min_length=1, max_length=MAX_BATCH_EVENTS)]
 
 
 class _BatchEnvelope(BaseModel):
     """The envelope fields of a `usage.UsageBatchRecorded` record that decoding needs, with the payload
-    validated straight from the record's JSON bytes: one pass in pydantic-core instead of json.loads
-    plus validation of the resulting dicts (the consumer's hot path: ~5 µs less per event)."""
+    validated straight from the record's JSON bytes, in its canonical form: one pass in pydantic-core
+    instead of json.loads plus validation of the resulting dicts, and no Python call per field or
+    event model (the consumer's hot path: ~5 µs, then ~3 µs less per event)."""
 
     model_config = ConfigDict(extra="ignore")
 
     event_type: str
     schema_version: int
     tenant_id: str
-    payload: UsageBatchRecorded
+    payload: _CanonicalBatchPayload
 
 
 def decode_batch_bytes(
     registry: EventRegistry, value: bytes, rules: AcceptanceRules, received: datetime
 ) -> DecodedRecord | None:
-    """`decode` of a batch record's bytes when the whole record is valid and of the current version;
-    None otherwise (the caller then decodes it with `decode`, which reports each bad item). The
+    """`decode` of a batch record's bytes when the whole record is valid, in the canonical form (see
+    `CanonicalUsageBatchEvent`) and of the current version; None otherwise (the caller then decodes
+    it with `decode`, which validates with the contract's models and reports each bad item). The
     entries' payloads are their places in `value` (RecordItem): the ledger keeps the record's bytes."""
     try:
         record = _BatchEnvelope.model_validate_json(value)
@@ -108,16 +129,35 @@ def decode_batch_bytes(
         USAGE_BATCH_RECORDED
     ):
         return None
-    if record.tenant_id != record.payload.tenant_id:
-        raise Rejected(
-            "tenant_mismatch", f"envelope tenant {record.tenant_id} != payload {record.payload.tenant_id}"
+    tenant = record.payload["tenant_id"]
+    if record.tenant_id != tenant:
+        raise Rejected("tenant_mismatch", f"envelope tenant {record.tenant_id} != payload {tenant}")
+    items: list[BatchItem] = []
+    for index, event in enumerate(record.payload["events"]):
+        quantity = Decimal(event["quantity"])
+        if event["tenant_id"] != tenant or canonical_event_problem(event, quantity):
+            return None
+        cost = event.get("cost_usd_estimate")
+        entry = UsageEntry(
+            event_id=event["event_id"],
+            tenant_id=tenant,
+            user_id=event["user_id"],
+            meter=event["meter"],
+            quantity=quantity,
+            cost=None if cost is None else Decimal(cost),
+            timestamp=event["timestamp"],  # brought to UTC by the entry
+            provider=event["provider"],
+            model=event.get("model"),
+            project_id=event.get("project_id"),
+            agent_id=event.get("agent_id"),
+            payload=(value, index),
         )
-    items = ((index, event, None, (value, index)) for index, event in enumerate(record.payload.events))
+        items.append((index, entry, None))
     return _accepted(items, rules, received)
 
 
 def _batch_events(registry: EventRegistry, raw: dict[str, Any]) -> list[BatchItem]:
-    """(index, validated event or None, problem, the item as sent) per item of a batch envelope."""
+    """(index, entry or None, problem) per item of a batch envelope, validated with the models."""
     if raw.get("schema_version") != registry.latest_version(USAGE_BATCH_RECORDED):
         _, parsed = registry.parse(raw)
         assert isinstance(parsed, UsageBatchRecorded)
@@ -130,7 +170,7 @@ def _batch_events(registry: EventRegistry, raw: dict[str, Any]) -> list[BatchIte
     items = payload.get("events")
     try:
         batch = UsageBatchRecorded.model_validate(payload)
-        return [(i, event, None, items[i]) for i, event in enumerate(batch.events)]
+        return [(i, _entry(event, event.event_id, items[i]), None) for i, event in enumerate(batch.events)]
     except ValidationError:
         pass  # find out which items are bad; the others still count
     if not isinstance(items, list) or not items:
@@ -142,12 +182,12 @@ def _batch_events(registry: EventRegistry, raw: dict[str, Any]) -> list[BatchIte
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
             where = ".".join(str(p) for p in first.get("loc", ())) or "event"
-            results.append((index, None, f"{where}: {first.get('msg')}", item))
+            results.append((index, None, f"{where}: {first.get('msg')}"))
             continue
         if event.tenant_id != tenant:
-            results.append((index, None, f"tenant_id {event.tenant_id!r} is not {tenant!r}", item))
+            results.append((index, None, f"tenant_id {event.tenant_id!r} is not {tenant!r}"))
             continue
-        results.append((index, event, None, item))
+        results.append((index, _entry(event, event.event_id, item), None))
     return results
 
 
@@ -173,18 +213,18 @@ def _accepted(items: Iterable[BatchItem], rules: AcceptanceRules, received: date
     decoded = DecodedRecord()
     seen: set[str] = set()
     bounds = rules.bounds(received)  # once per record
-    for index, event, problem, item in items:
-        if event is None:
+    for index, entry, problem in items:
+        if entry is None:
             decoded.problems.append((index, "invalid_event", problem or "invalid"))
             continue
-        event_id = event.event_id
+        event_id = entry.event_id
         if event_id in seen:
             decoded.repeated += 1
             continue
         seen.add(event_id)
-        timing = bounds.problem(event.timestamp)
+        timing = bounds.problem(entry.timestamp)
         if timing:
-            decoded.problems.append((index, timing, f"timestamp {event.timestamp.isoformat()}"))
+            decoded.problems.append((index, timing, f"timestamp {entry.timestamp.isoformat()}"))
             continue
-        decoded.entries.append(_entry(event, event_id, item))
+        decoded.entries.append(entry)
     return decoded

@@ -15,17 +15,20 @@ import re
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, NamedTuple, Protocol
 
 import pydantic_core
 from pydantic import TypeAdapter, ValidationError
 
 from ailab_contracts.events.usage import (
+    CANONICAL_BATCH_EVENTS,
     DECIMAL_PATTERN,
     DELTA_METERS,
     MAX_BATCH_EVENTS,
     METERS,
     UsageBatchEvent,
+    canonical_event_problem,
     decimal_text,
 )
 
@@ -146,6 +149,35 @@ def _prepare(
     return _Prepared(index, client_id, event_id, body)
 
 
+class _Checked(NamedTuple):
+    """What `_judge` reads of an event validated in its canonical form (`UsageBatchEvent`'s names)."""
+
+    meter: str
+    quantity: Decimal
+    cost_usd_estimate: Decimal | None
+    timestamp: datetime
+
+
+def _validate_canonical(prepared: Sequence[_Prepared]) -> list[_Checked] | None:
+    """All the events validated in one call as `CanonicalUsageBatchEvent`s (the usual request: no
+    Python call per field, no model; ~5 µs less per event); None when one is not in that form or
+    breaks a rule, and then the model decides about each."""
+    try:
+        events = CANONICAL_BATCH_EVENTS.validate_python([p.body for p in prepared])
+    except ValidationError:
+        return None
+    checked: list[_Checked] = []
+    for event in events:
+        quantity = Decimal(event["quantity"])
+        if canonical_event_problem(event, quantity):
+            return None
+        cost = event.get("cost_usd_estimate")
+        checked.append(
+            _Checked(event["meter"], quantity, None if cost is None else Decimal(cost), event["timestamp"])
+        )
+    return checked
+
+
 def _validate(prepared: _Prepared) -> UsageBatchEvent | ItemResult:
     try:
         return _EVENT.validate_python(prepared.body)
@@ -162,7 +194,7 @@ _RFC3339 = re.compile(
 )
 
 
-def _in_wire_form(body: dict[str, Any], event: UsageBatchEvent) -> dict[str, Any]:
+def _in_wire_form(body: dict[str, Any], event: UsageBatchEvent | _Checked) -> dict[str, Any]:
     """The accepted body with its timestamp and amounts as the schema says: the model also accepts
     looser input (unix seconds, numbers, "1e3", " 5"), which goes out in canonical form; the usual
     input, already canonical, goes out as sent."""
@@ -180,7 +212,7 @@ def _in_wire_form(body: dict[str, Any], event: UsageBatchEvent) -> dict[str, Any
 
 
 def _judge(
-    prepared: _Prepared, event: UsageBatchEvent, rules: AcceptanceRules, bounds: TimingBounds
+    prepared: _Prepared, event: UsageBatchEvent | _Checked, rules: AcceptanceRules, bounds: TimingBounds
 ) -> tuple[ItemResult, dict[str, Any] | None]:
     """The checks of a validated event: its sign and its timing."""
     if event.quantity < 0 and event.meter not in DELTA_METERS:
@@ -202,8 +234,9 @@ def validate_items(
     stands, so it is written as it is instead of serializing the validated model (~1.2 µs less per
     event), and export later shows it as sent.
 
-    The prepared bodies are validated in one call (a call per event costs ~1 µs more each); only
-    when one of them is bad are they validated one by one, to say which and why."""
+    The prepared bodies are validated in one call, in their canonical form when they all are in it,
+    else with the model (a call per event costs ~1 µs more each); only when one of them is bad are
+    they validated one by one, to say which and why."""
     now_text = now.isoformat()
     bounds = rules.bounds(now)
     steps = [
@@ -211,11 +244,12 @@ def validate_items(
         for i, item in enumerate(items)
     ]
     prepared = [step for step in steps if isinstance(step, _Prepared)]
-    validated: list[UsageBatchEvent | ItemResult]
-    try:
-        validated = list(_EVENTS.validate_python([p.body for p in prepared]))
-    except ValidationError:
-        validated = [_validate(p) for p in prepared]
+    validated: Sequence[UsageBatchEvent | _Checked | ItemResult] | None = _validate_canonical(prepared)
+    if validated is None:
+        try:
+            validated = list(_EVENTS.validate_python([p.body for p in prepared]))
+        except ValidationError:
+            validated = [_validate(p) for p in prepared]
     outcome = dict(zip((p.index for p in prepared), validated, strict=True))
     results: list[tuple[ItemResult, dict[str, Any] | None]] = []
     for step in steps:
