@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 from pymongo import AsyncMongoClient
+from pymongo.errors import BulkWriteError
 
 from tests.support.infra import Infra
 from usage_meter.adapters.memory_store import InMemoryUsageStore
-from usage_meter.adapters.mongo_store import MongoUsageStore, ensure_indexes
+from usage_meter.adapters.mongo_store import MongoUsageStore, _insert_new_concurrently, ensure_indexes
 from usage_meter.application.ingest import CrashForTest, UsageIngestor
 from usage_meter.application.ports import UsageStore
 from usage_meter.domain.model import Aggregate, Delivery, UsageEntry, comparable, recompute
@@ -186,3 +187,26 @@ async def test_a_batch_killed_mid_write_is_completed_exactly_once_by_its_redeliv
     truth = recompute(d.entry for d in deliveries)
     stored = await store.load_aggregates(list(truth))
     assert {k: comparable(v) for k, v in stored.items()} == {k: comparable(v) for k, v in truth.items()}
+
+
+@pytest.mark.integration
+async def test_ledger_inserts_report_existing_ids_and_raise_on_any_other_error(infra: Infra) -> None:
+    """The ledger's `insert` command (not insert_many): ids stored before come back, unordered (the
+    rest still go in); any other write error is raised, never taken for a duplicate."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(infra.mongodb_uri, tz_aware=True)
+    db = client[f"test_usage_store_{uuid.uuid4().hex[:8]}"]
+    try:
+        ledger = db["usage_ledger"]
+        assert await _insert_new_concurrently(ledger, [{"_id": "a", "s": "1"}, {"_id": "b", "s": "1"}]) == []
+        docs = [{"_id": f"n{i}", "s": "2"} for i in range(7)] + [
+            {"_id": "b", "s": "2"},
+            {"_id": "a", "s": "2"},
+        ]
+        assert sorted(await _insert_new_concurrently(ledger, docs, slice_size=3)) == ["a", "b"]
+        assert await ledger.count_documents({"s": "2"}) == 7
+        assert await ledger.find_one({"_id": "a"}) == {"_id": "a", "s": "1"}  # the first stays
+        with pytest.raises(BulkWriteError):
+            await _insert_new_concurrently(ledger, [{"_id": "c"}, {"_id": [1, 2]}, {"_id": "a"}])
+    finally:
+        await client.drop_database(db.name)
+        await client.close()

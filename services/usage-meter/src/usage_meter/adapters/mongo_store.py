@@ -34,7 +34,7 @@ import zstandard
 from bson import Binary
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, WriteConcernError
 
 from ailab_contracts.events.usage import decimal_text
 from ailab_runtime.mongo_server import is_ferretdb
@@ -256,15 +256,32 @@ async def _insert_new(col: AsyncCollection[Doc], docs: list[Doc]) -> list[Any]:
         return [docs[e["index"]]["_id"] for e in errors]
 
 
+async def _insert_small_new(col: AsyncCollection[Doc], docs: list[Doc]) -> list[Any]:
+    """`_insert_new` as one `insert` command: pymongo's insert_many spends ~1.2 µs of Python per
+    document (checks, `_id`s, batching) that the command's single encoding does not (measured:
+    1.6-2.0 -> 0.6 µs of client CPU per ledger entry). Only for a few MB of documents at most (one
+    command: 16 MB), and not retried by the driver: a failure fails the batch, which is redelivered."""
+    if not docs:
+        return []
+    reply = await col.database.command({"insert": col.name, "documents": docs, "ordered": False})
+    if "writeConcernError" in reply:
+        raise WriteConcernError(reply["writeConcernError"].get("errmsg", "write concern error"))
+    errors = reply.get("writeErrors", [])
+    others = [e for e in errors if e.get("code") != 11000]
+    if others:
+        raise BulkWriteError({"writeErrors": errors, "nInserted": reply.get("n", 0)})
+    return [docs[e["index"]]["_id"] for e in errors]
+
+
 async def _insert_new_concurrently(
     col: AsyncCollection[Doc], docs: list[Doc], slice_size: int = 2500
 ) -> list[Any]:
-    """`_insert_new` in slices sent together: the server (FerretDB and PostgreSQL are separate
-    processes) works on several at once. Only for documents with distinct `_id`s."""
+    """`_insert_small_new` in slices sent together: the server (FerretDB and PostgreSQL are separate
+    processes) works on several at once. Only for small documents with distinct `_id`s."""
     if len(docs) <= slice_size:
-        return await _insert_new(col, docs)
+        return await _insert_small_new(col, docs)
     slices = [docs[i : i + slice_size] for i in range(0, len(docs), slice_size)]
-    found = await asyncio.gather(*(_insert_new(col, part) for part in slices))
+    found = await asyncio.gather(*(_insert_small_new(col, part) for part in slices))
     return [i for part in found for i in part]
 
 
