@@ -12,12 +12,14 @@
 -- For each btree index FerretDB creates on `_jsonb -> 'field'` (first column), the event trigger
 -- adds one GIN index on that expression to the table, unless it has one or the table's collection is
 -- listed in `ailab_ferretdb_gin_skipped` (insert-heavy collections that are never looked up by an
--- indexed field: there a GIN index only costs). Fields with a dot are
--- filtered with another expression (`#>`) and are left alone. Idempotent; the last statement adds
--- the GIN indexes missing beside indexes made before (prints how many).
+-- indexed field: there a GIN index only costs). Fields with a dot are filtered with another
+-- expression (`#>`) and are left alone. Idempotent; the last two statements drop the GIN indexes
+-- of skipped collections and add those missing beside indexes made before, each printing how many.
 
 -- Collections that get no GIN index, by name in any database. FerretDB names a collection's table
--- after it: lower case, other characters as `_`, then `_` and 8 hex digits of a hash.
+-- after it: lower case, other characters as `_`, then `_` and 8 hex digits of a hash. The match is
+-- on the table's name, so names that map to the same one (`usage-ledger`, `Usage.Ledger`) are
+-- skipped too.
 -- - `usage_ledger` (usage-meter): one insert per usage event, and nothing finds its entries by `_id`
 --   on FerretDB (redelivered records read their entries by `s`, retention deletes by a range of
 --   `s`: both read the table). Its `_id` GIN index cost ~3 µs of PostgreSQL CPU per insert

@@ -121,7 +121,8 @@ ensure_ferretdb_database() {
 
 # FerretDB 1.24 filters with expressions its own btree indexes cannot serve, so a find/update/replace/
 # delete by `_id` or by an indexed field reads every row of the table. ferretdb_gin_indexes.sql has
-# PostgreSQL add a GIN index beside each of FerretDB's (measured in scripts/infra/README.md).
+# PostgreSQL add a GIN index beside each of FerretDB's, but on collections it lists as only inserted
+# into (measured in scripts/infra/README.md).
 # AILAB_FERRETDB_GIN_INDEXES=0 leaves new indexes without it.
 ensure_ferretdb_gin_indexes() {
     local psql=("$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d ferretdb -v ON_ERROR_STOP=1 -Atq)

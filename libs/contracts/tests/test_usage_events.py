@@ -10,14 +10,15 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from ailab_contracts.events.usage import (
     CANONICAL_BATCH_EVENTS,
+    CanonicalUsageBatchPayload,
     UsageBatchEvent,
     UsageBatchRecorded,
     UsageRecorded,
-    canonical_event_problem,
+    canonical_amounts,
 )
 
 
@@ -137,6 +138,18 @@ def test_the_canonical_form_has_the_models_fields_and_rules() -> None:
     assert canonical["properties"]["cost_usd_estimate"] == {"anyOf": [text, {"type": "null"}]}
 
 
+def test_the_canonical_payload_has_the_batch_models_fields_and_rules() -> None:
+    model = _rules(UsageBatchRecorded.model_json_schema())
+    canonical = _rules(TypeAdapter(CanonicalUsageBatchPayload).json_schema())
+    assert canonical["additionalProperties"] is False and model["additionalProperties"] is False
+    assert canonical["required"] == model["required"] == ["tenant_id", "events"]
+    assert canonical["properties"]["tenant_id"] == model["properties"]["tenant_id"]
+    events, model_events = canonical["properties"]["events"], model["properties"]["events"]
+    assert events.pop("items") == {"$ref": "#/$defs/CanonicalUsageBatchEvent"}
+    assert model_events.pop("items") == {"$ref": "#/$defs/UsageBatchEvent"}
+    assert events == model_events  # the same list limits
+
+
 def _fast(event: dict[str, Any], as_json: bool) -> dict[str, Any] | None:
     """The fast path's outcome: the event with decimal values, or None when it refuses it."""
     try:
@@ -146,11 +159,10 @@ def _fast(event: dict[str, Any], as_json: bool) -> dict[str, Any] | None:
             (checked,) = CANONICAL_BATCH_EVENTS.validate_python([event])
     except ValidationError:
         return None
-    quantity = Decimal(checked["quantity"])
-    if canonical_event_problem(checked, quantity):
+    amounts = canonical_amounts(checked)
+    if amounts is None:
         return None
-    cost = checked.get("cost_usd_estimate")
-    return {**checked, "quantity": quantity, "cost_usd_estimate": None if cost is None else Decimal(cost)}
+    return {**checked, "quantity": amounts[0], "cost_usd_estimate": amounts[1]}
 
 
 def _by_model(event: dict[str, Any], as_json: bool) -> dict[str, Any] | None:
@@ -196,7 +208,7 @@ _VALUES: dict[str, list[Any]] = {
         None,
         "0." + "0" * 14 + "1",
     ],
-    "cost_usd_estimate": ["0.001", None, "-1", "1e-3", 0.1, "x", "1" * 16],
+    "cost_usd_estimate": ["0.001", b"1", None, "-1", "1e-3", 0.1, "x", "1" * 16],
     "provider": ["openai", "internal", "other", None],
     "model": ["gpt-4o", None, "m" * 200, "m" * 201],
     "request_id": ["req_1", "", "r" * 200, "r" * 201],
@@ -255,8 +267,8 @@ def test_what_the_canonical_form_accepts_the_model_accepts_with_the_same_values(
     if as_json:
         try:
             json.dumps(event, allow_nan=False)
-        except ValueError:
-            as_json = False  # NaN/Infinity are not JSON: the Python path only
+        except (TypeError, ValueError):
+            as_json = False  # bytes, NaN and Infinity are not JSON: the Python path only
     fast = _fast(event, as_json)
     if fast is None:
         return  # refused by the fast path: the model decides (and says why)
@@ -275,4 +287,5 @@ def test_the_api_s_usual_events_take_the_fast_path() -> None:
         for as_json in (False, True):
             assert _fast(event, as_json) is not None
     assert _fast({**usage(quantity="-1"), "event_id": _EVENT_ID}, False) is None  # the model's sign rule
+    assert _fast({**usage(quantity=b"5"), "event_id": _EVENT_ID}, False) is None  # the model refuses bytes
     assert _fast({**usage(), "event_id": _EVENT_ID, "dimensions": {"d": float("nan")}}, False) is None

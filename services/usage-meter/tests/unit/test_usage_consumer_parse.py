@@ -11,10 +11,12 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from pymongo.errors import BulkWriteError
 
 from ailab_contracts import REGISTRY, new_envelope
 from ailab_contracts.events.usage import UsageBatchRecorded, UsageRecorded
 from usage_meter.adapters.mongo_store import (
+    _stored_before,
     chunk_doc,
     chunk_rows,
     compress_record,
@@ -221,3 +223,37 @@ def test_a_batch_from_bytes_whose_payload_tenant_is_not_the_envelopes_is_refused
             RECEIVED,
         )
     assert info.value.reason == "tenant_mismatch"
+
+
+@pytest.mark.parametrize("timestamp", ["0001-01-01T00:30:00+01:00", "9999-12-31T23:30:00-01:00"])
+def test_an_item_whose_timestamp_cannot_be_brought_to_utc_is_a_timing_problem_of_its_own(
+    timestamp: str,
+) -> None:
+    """Its record's other items still count, on either decoding, and the problem shows the
+    timestamp as sent."""
+    raw = batch_wire([item(1), item(2, timestamp=timestamp)])
+    fast = decode_batch_bytes(REGISTRY, as_bytes(raw), AcceptanceRules(), RECEIVED)
+    slow = decode(REGISTRY, raw, AcceptanceRules(), RECEIVED)
+    assert fast is not None
+    for decoded in (fast, slow):
+        assert [e.event_id for e in decoded.entries] == [str(uuid.UUID(int=1))]
+        assert [(i, reason) for i, reason, _ in decoded.problems] == [
+            (1, "timestamp_too_old" if timestamp.startswith("0001") else "timestamp_in_future")
+        ]
+        assert decoded.problems[0][2] == f"timestamp {datetime.fromisoformat(timestamp).isoformat()}"
+
+
+def test_an_insert_s_duplicates_come_back_and_any_other_outcome_is_raised() -> None:
+    docs: list[dict[str, Any]] = [{"_id": "a"}, {"_id": "b"}, {"_id": "c"}]
+    assert _stored_before(docs, {"writeErrors": [{"index": 1, "code": 11000}], "nInserted": 2}) == ["b"]
+    assert _stored_before(docs, {"writeErrors": [], "writeConcernErrors": []}) == []
+    for outcome in (
+        {"writeErrors": [{"index": 0, "code": 11000}, {"index": 2, "code": 53}]},
+        {
+            "writeErrors": [{"index": 0, "code": 11000}],
+            "writeConcernErrors": [{"code": 64, "errmsg": "wtimeout"}],
+        },
+    ):
+        with pytest.raises(BulkWriteError) as info:
+            _stored_before(docs, outcome)
+        assert info.value.details == outcome

@@ -27,6 +27,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     PlainValidator,
+    Strict,
     StringConstraints,
     TypeAdapter,
     WithJsonSchema,
@@ -267,10 +268,12 @@ class UsageBatchRecorded(_Event):
 # --- the canonical wire form of batch events: a fast path for validating them --------------------
 CanonicalDecimal = Annotated[
     str,
+    Strict(),
     StringConstraints(max_length=MAX_DIGITS - MAX_DECIMAL_PLACES, pattern=r"^-?[0-9]+(\.[0-9]+)?$"),
 ]
-"""Plain fixed-point text of at most 16 characters: an exact decimal that cannot break the digit
-limits (what `ExactDecimal` accepts with the value `Decimal(text)`)."""
+"""Plain fixed-point text of at most 16 characters (a `str`, nothing converted to one): an exact
+decimal that cannot break the digit limits (what `ExactDecimal` accepts with the value
+`Decimal(text)`)."""
 
 
 class CanonicalUsageBatchEvent(TypedDict):
@@ -279,9 +282,9 @@ class CanonicalUsageBatchEvent(TypedDict):
 
     Validating a list of these (`CANONICAL_BATCH_EVENTS`) runs in pydantic-core alone, with no Python
     call per field and no model instance: about a third of the model's cost, on the hot path of
-    the bulk API and of the usage consumer. With `canonical_event_problem` it accepts a subset of
-    what `UsageBatchEvent` accepts, with the same values (dictionaries instead of models, decimals
-    still text); anything it refuses must be validated with the model, which says what is wrong.
+    the bulk API and of the usage consumer. With `canonical_amounts` it accepts a subset of what
+    `UsageBatchEvent` accepts, with the same values (dictionaries instead of models, decimals still
+    text); anything it refuses must be validated with the model, which says what is wrong.
     tests/test_usage_events.py checks the schemas field by field and both on random events."""
 
     __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
@@ -305,20 +308,31 @@ class CanonicalUsageBatchEvent(TypedDict):
     ]
 
 
+class CanonicalUsageBatchPayload(TypedDict):
+    """`UsageBatchRecorded`'s payload with its events in the canonical form. Its one-tenant rule is
+    for the reader to check per event (each event's `tenant_id` is the payload's)."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+
+    tenant_id: Annotated[str, StringConstraints(min_length=1)]
+    events: Annotated[list[CanonicalUsageBatchEvent], Field(min_length=1, max_length=MAX_BATCH_EVENTS)]
+
+
 CANONICAL_BATCH_EVENTS: TypeAdapter[list[CanonicalUsageBatchEvent]] = TypeAdapter(
     list[CanonicalUsageBatchEvent]
 )
 
 
-def canonical_event_problem(event: CanonicalUsageBatchEvent, quantity: Decimal) -> str | None:
-    """The rules of `UsageRecorded` a schema cannot say (its sign by meter, its dimensions' values),
-    for an event validated as `CanonicalUsageBatchEvent` whose quantity is `quantity`."""
+def canonical_amounts(event: CanonicalUsageBatchEvent) -> tuple[Decimal, Decimal | None] | None:
+    """The quantity and cost of an event validated as `CanonicalUsageBatchEvent`, as the model has
+    them; None when it breaks a rule of `UsageRecorded` a schema cannot say (the sign by meter, the
+    dimensions' values): then the model must decide, and say why."""
+    quantity = Decimal(event["quantity"])
     dimensions = event.get("dimensions")
-    if dimensions:
-        problem = dimensions_problem(dimensions)
-        if problem:
-            return problem
-    return sign_problem(quantity, event["meter"])
+    if sign_problem(quantity, event["meter"]) or (dimensions and dimensions_problem(dimensions)):
+        return None
+    cost = event.get("cost_usd_estimate")
+    return quantity, None if cost is None else Decimal(cost)
 
 
 class MeterTotal(_Event):

@@ -9,23 +9,22 @@ items of a batch still count, the record goes to the dead-letter topic once, nam
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
-from typing_extensions import TypedDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ailab_contracts import EventRegistry
 from ailab_contracts.events.usage import (
-    MAX_BATCH_EVENTS,
     CanonicalUsageBatchEvent,
+    CanonicalUsageBatchPayload,
     UsageBatchEvent,
     UsageBatchRecorded,
     UsageRecorded,
-    canonical_event_problem,
+    canonical_amounts,
 )
 
 from ..application.bulk import USAGE_BATCH_RECORDED
@@ -86,32 +85,43 @@ def entry_from(registry: EventRegistry, raw: dict[str, Any]) -> UsageEntry:
     return _entry(event, str(event_id), payload)
 
 
-# index, the item's entry (None when invalid), its problem
-BatchItem = tuple[int, UsageEntry | None, str | None]
-
-
-class _CanonicalBatchPayload(TypedDict):
-    """`UsageBatchRecorded`'s payload with its events in the canonical form (as the bulk API writes
-    them); its one-tenant rule is checked per event by `decode_batch_bytes`."""
-
-    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
-
-    tenant_id: Annotated[str, StringConstraints(min_length=1)]
-    events: Annotated[list[CanonicalUsageBatchEvent], Field(min_length=1, max_length=MAX_BATCH_EVENTS)]
+# A batch item: (index, event id, timestamp as sent, what its entry is built from) when it is valid,
+# else (index, None, None, what is wrong with it). Entries are built only for events within the
+# window: bringing a timestamp like 0001-01-01T00:00:00+01:00 to UTC overflows.
+BatchItem = tuple[int, str, datetime, Any] | tuple[int, None, None, str]
 
 
 class _BatchEnvelope(BaseModel):
     """The envelope fields of a `usage.UsageBatchRecorded` record that decoding needs, with the payload
     validated straight from the record's JSON bytes, in its canonical form: one pass in pydantic-core
     instead of json.loads plus validation of the resulting dicts, and no Python call per field or
-    event model (the consumer's hot path: ~5 µs, then ~3 µs less per event)."""
+    event model (the consumer's hot path; measured: 9.8 -> 7.7 µs per event for the whole decoding)."""
 
     model_config = ConfigDict(extra="ignore")
 
     event_type: str
     schema_version: int
     tenant_id: str
-    payload: _CanonicalBatchPayload
+    payload: CanonicalUsageBatchPayload
+
+
+def _canonical_entry(
+    event: CanonicalUsageBatchEvent, amounts: tuple[Decimal, Decimal | None], payload: RecordItem
+) -> UsageEntry:
+    return UsageEntry(
+        event_id=event["event_id"],
+        tenant_id=event["tenant_id"],
+        user_id=event["user_id"],
+        meter=event["meter"],
+        quantity=amounts[0],
+        cost=amounts[1],
+        timestamp=event["timestamp"],  # brought to UTC by the entry
+        provider=event["provider"],
+        model=event.get("model"),
+        project_id=event.get("project_id"),
+        agent_id=event.get("agent_id"),
+        payload=payload,
+    )
 
 
 def decode_batch_bytes(
@@ -134,30 +144,17 @@ def decode_batch_bytes(
         raise Rejected("tenant_mismatch", f"envelope tenant {record.tenant_id} != payload {tenant}")
     items: list[BatchItem] = []
     for index, event in enumerate(record.payload["events"]):
-        quantity = Decimal(event["quantity"])
-        if event["tenant_id"] != tenant or canonical_event_problem(event, quantity):
+        amounts = canonical_amounts(event)
+        if amounts is None or event["tenant_id"] != tenant:
             return None
-        cost = event.get("cost_usd_estimate")
-        entry = UsageEntry(
-            event_id=event["event_id"],
-            tenant_id=tenant,
-            user_id=event["user_id"],
-            meter=event["meter"],
-            quantity=quantity,
-            cost=None if cost is None else Decimal(cost),
-            timestamp=event["timestamp"],  # brought to UTC by the entry
-            provider=event["provider"],
-            model=event.get("model"),
-            project_id=event.get("project_id"),
-            agent_id=event.get("agent_id"),
-            payload=(value, index),
-        )
-        items.append((index, entry, None))
-    return _accepted(items, rules, received)
+        items.append((index, event["event_id"], event["timestamp"], (event, amounts)))
+    return _accepted(
+        items, lambda index, src: _canonical_entry(src[0], src[1], (value, index)), rules, received
+    )
 
 
 def _batch_events(registry: EventRegistry, raw: dict[str, Any]) -> list[BatchItem]:
-    """(index, entry or None, problem) per item of a batch envelope, validated with the models."""
+    """`BatchItem`s of a batch envelope, validated with the models."""
     if raw.get("schema_version") != registry.latest_version(USAGE_BATCH_RECORDED):
         _, parsed = registry.parse(raw)
         assert isinstance(parsed, UsageBatchRecorded)
@@ -170,7 +167,7 @@ def _batch_events(registry: EventRegistry, raw: dict[str, Any]) -> list[BatchIte
     items = payload.get("events")
     try:
         batch = UsageBatchRecorded.model_validate(payload)
-        return [(i, _entry(event, event.event_id, items[i]), None) for i, event in enumerate(batch.events)]
+        return [_valid_item(i, event, items[i]) for i, event in enumerate(batch.events)]
     except ValidationError:
         pass  # find out which items are bad; the others still count
     if not isinstance(items, list) or not items:
@@ -182,13 +179,22 @@ def _batch_events(registry: EventRegistry, raw: dict[str, Any]) -> list[BatchIte
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
             where = ".".join(str(p) for p in first.get("loc", ())) or "event"
-            results.append((index, None, f"{where}: {first.get('msg')}"))
+            results.append((index, None, None, f"{where}: {first.get('msg')}"))
             continue
         if event.tenant_id != tenant:
-            results.append((index, None, f"tenant_id {event.tenant_id!r} is not {tenant!r}"))
+            results.append((index, None, None, f"tenant_id {event.tenant_id!r} is not {tenant!r}"))
             continue
-        results.append((index, _entry(event, event.event_id, item), None))
+        results.append(_valid_item(index, event, item))
     return results
+
+
+def _valid_item(index: int, event: UsageBatchEvent, sent: dict[str, Any]) -> BatchItem:
+    return (index, event.event_id, event.timestamp, (event, sent))
+
+
+def _model_entry(_index: int, source: tuple[UsageBatchEvent, dict[str, Any]]) -> UsageEntry:
+    event, sent = source
+    return _entry(event, event.event_id, sent)
 
 
 def decode(
@@ -205,26 +211,31 @@ def decode(
         else:
             decoded.entries.append(entry)
         return decoded
-    return _accepted(_batch_events(registry, raw), rules, received)
+    return _accepted(_batch_events(registry, raw), _model_entry, rules, received)
 
 
-def _accepted(items: Iterable[BatchItem], rules: AcceptanceRules, received: datetime) -> DecodedRecord:
-    """The entries of a batch's items that pass the timing rules, once per event id."""
+def _accepted(
+    items: Iterable[BatchItem],
+    build: Callable[[int, Any], UsageEntry],
+    rules: AcceptanceRules,
+    received: datetime,
+) -> DecodedRecord:
+    """The entries of a batch's items that pass the timing rules, once per event id (`build` makes
+    an item's entry from its index and source)."""
     decoded = DecodedRecord()
     seen: set[str] = set()
     bounds = rules.bounds(received)  # once per record
-    for index, entry, problem in items:
-        if entry is None:
-            decoded.problems.append((index, "invalid_event", problem or "invalid"))
+    for index, event_id, timestamp, source in items:
+        if event_id is None or timestamp is None:
+            decoded.problems.append((index, "invalid_event", str(source)))
             continue
-        event_id = entry.event_id
         if event_id in seen:
             decoded.repeated += 1
             continue
         seen.add(event_id)
-        timing = bounds.problem(entry.timestamp)
+        timing = bounds.problem(timestamp)
         if timing:
-            decoded.problems.append((index, timing, f"timestamp {entry.timestamp.isoformat()}"))
+            decoded.problems.append((index, timing, f"timestamp {timestamp.isoformat()}"))
             continue
-        decoded.entries.append(entry)
+        decoded.entries.append(build(index, source))
     return decoded
