@@ -1,9 +1,9 @@
 """The local stack's FerretDB finds documents by `_id` and by an indexed field through an index, not
 by reading the whole table (scripts/infra/ferretdb_gin_indexes.sql): FerretDB 1.24 filters with
 `_jsonb -> 'field' @> value`, which its own btree indexes cannot serve, so up.sh has PostgreSQL add
-a GIN index on that expression beside each of them (not on the usage ledger, only inserted into). Checked with FerretDB's `explain`, which shows
-PostgreSQL's plan. MongoDB uses its own indexes, and FerretDB's SQLite handler shows no PostgreSQL
-plan: skipped there."""
+a GIN index on that expression beside each of them (not on the usage ledger, only inserted into).
+Checked with FerretDB's `explain`, which shows PostgreSQL's plan. MongoDB uses its own indexes, and
+FerretDB's SQLite handler shows no PostgreSQL plan: skipped there."""
 
 from __future__ import annotations
 
