@@ -18,7 +18,12 @@ from pymongo.errors import BulkWriteError
 
 from tests.support.infra import Infra
 from usage_meter.adapters.memory_store import InMemoryUsageStore
-from usage_meter.adapters.mongo_store import MongoUsageStore, _insert_new_concurrently, ensure_indexes
+from usage_meter.adapters.mongo_store import (
+    MongoUsageStore,
+    _insert_new_concurrently,
+    chunk_rows,
+    ensure_indexes,
+)
 from usage_meter.application.ingest import CrashForTest, UsageIngestor
 from usage_meter.application.ports import UsageStore
 from usage_meter.domain.model import Aggregate, Delivery, UsageEntry, comparable, recompute
@@ -187,6 +192,16 @@ async def test_a_batch_killed_mid_write_is_completed_exactly_once_by_its_redeliv
     truth = recompute(d.entry for d in deliveries)
     stored = await store.load_aggregates(list(truth))
     assert {k: comparable(v) for k, v in stored.items()} == {k: comparable(v) for k, v in truth.items()}
+    # The payloads (written beside the aggregates, cut short by the crash): each event's once.
+    assert sorted(await stored_payload_ids(store)) == [f"ev-{i}" for i in range(4)]
+
+
+async def stored_payload_ids(store: UsageStore) -> list[str]:
+    if isinstance(store, InMemoryUsageStore):
+        return list(store.payloads)
+    assert isinstance(store, MongoUsageStore)
+    chunks = store._db["usage_ledger_chunks"].find({})  # noqa: SLF001 - what export reads
+    return [row["event_id"] async for doc in chunks for row in chunk_rows(doc)]
 
 
 @pytest.mark.integration

@@ -22,6 +22,7 @@ from usage_meter.adapters.mongo_store import (
     migrate_legacy_ledger,
 )
 from usage_meter.adapters.mongo_views import MongoUsageViews
+from usage_meter.application.ingest import UsageIngestor
 from usage_meter.domain.model import Delivery, UsageEntry
 
 pytestmark = pytest.mark.integration
@@ -107,14 +108,22 @@ def usage(n: int, at: datetime, tenant: str = "acme") -> UsageEntry:
     )
 
 
+async def claim_and_store(store: MongoUsageStore, deliveries: list[Delivery]) -> None:
+    """The ledger stage and the payloads of what it claimed, as the consumer runs them."""
+    claimed = await UsageIngestor(store, day_close_after=timedelta(hours=1)).claim(deliveries)
+    await store.store_payloads(claimed.effective)
+
+
 async def test_export_reads_the_owned_payloads_by_time_then_id(views: tuple[MongoUsageViews, Any]) -> None:
     v, db = views
     store = MongoUsageStore(db)
     day2 = T0 + timedelta(days=1)
     # A batch record with events on two days, a single-event record, and a duplicate from a retry.
-    await store.claim_ledger([Delivery(0, 5, usage(3, day2)), Delivery(0, 5, usage(2, T0))])
-    await store.claim_ledger([Delivery(1, 7, usage(1, T0, tenant="globex")), Delivery(0, 6, usage(4, T0))])
-    await store.claim_ledger([Delivery(0, 8, usage(2, T0))])  # retry of ev-2: not exported twice
+    await claim_and_store(store, [Delivery(0, 5, usage(3, day2)), Delivery(0, 5, usage(2, T0))])
+    await claim_and_store(
+        store, [Delivery(1, 7, usage(1, T0, tenant="globex")), Delivery(0, 6, usage(4, T0))]
+    )
+    await claim_and_store(store, [Delivery(0, 8, usage(2, T0))])  # retry of ev-2: not exported twice
     rows = [r async for r in v.ledger(None, T0, day2 + timedelta(hours=1))]
     assert [r["event_id"] for r in rows] == ["ev-1", "ev-2", "ev-4", "ev-3"]
     assert rows[1]["dimensions"] == {"endpoint": "/chat"} and rows[1]["request_id"] == "req_2"
@@ -137,7 +146,7 @@ async def test_export_reads_timestamps_stored_in_any_form_the_model_accepts(
     assert isinstance(unix.payload, dict) and isinstance(as_text.payload, dict)
     unix.payload["timestamp"] = int(unix.timestamp.timestamp())
     as_text.payload["timestamp"] = str(int(as_text.timestamp.timestamp()))
-    await store.claim_ledger([Delivery(0, 1, e) for e in (iso, as_text, unix)])
+    await claim_and_store(store, [Delivery(0, 1, e) for e in (iso, as_text, unix)])
     rows = [r async for r in v.ledger("acme", T0, T0 + timedelta(minutes=2))]
     assert [r["event_id"] for r in rows] == ["ev-1", "ev-2"]
 
@@ -148,7 +157,7 @@ async def test_retention_deletes_old_ledger_entries_and_keeps_aggregates(
     v, db = views
     store = MongoUsageStore(db)
     old, recent = T0 - timedelta(days=91), T0 - timedelta(days=89)
-    await store.claim_ledger([Delivery(0, 1, usage(1, old)), Delivery(0, 2, usage(2, recent))])
+    await claim_and_store(store, [Delivery(0, 1, usage(1, old)), Delivery(0, 2, usage(2, recent))])
     await db["usage_aggregates"].insert_one({"_id": "d|acme|2026-08-28|requests", "tenant_id": "acme"})
     members = {
         f"d|acme|{old.date()}|requests|u|u1": "gone",

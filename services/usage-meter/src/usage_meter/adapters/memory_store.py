@@ -12,6 +12,7 @@ from ..domain.model import Aggregate, Delivery, Stamp
 class InMemoryUsageStore:
     def __init__(self) -> None:
         self.ledger: dict[str, tuple[Stamp, Delivery]] = {}
+        self.payloads: dict[str, Delivery] = {}  # event id -> the owning delivery, with its payload
         self.members: dict[str, Stamp] = {}
         self.aggregates: dict[str, Aggregate] = {}
         self.days: dict[tuple[str, str], datetime] = {}
@@ -20,6 +21,10 @@ class InMemoryUsageStore:
         for d in deliveries:
             self.ledger.setdefault(d.entry.event_id, (d.stamp, d))
         return {d.entry.event_id: d.stamp for d in deliveries if self.ledger[d.entry.event_id][0] == d.stamp}
+
+    async def store_payloads(self, owned: Sequence[Delivery]) -> None:
+        for d in owned:
+            self.payloads.setdefault(d.entry.event_id, d)
 
     async def claim_members(self, candidates: dict[str, tuple[str, Stamp]]) -> dict[str, Stamp]:
         for key, (_, stamp) in candidates.items():

@@ -341,7 +341,6 @@ class MongoUsageStore:
         # redelivered record can be the owner, and only then is the owner read back.
         if stored_before and redelivered:
             owners.update(await self._read_owners(set(stored_before), deliveries, redelivered))
-        await self._store_payloads(deliveries, owners, now)
         return owners
 
     async def _read_owners(
@@ -389,20 +388,14 @@ class MongoUsageStore:
             self._legacy_ledger = done is None or int(done.get("copied", 0)) > 0
         return self._legacy_ledger
 
-    async def _store_payloads(
-        self, deliveries: Sequence[Delivery], owners: dict[str, Stamp], now: datetime
-    ) -> None:
+    async def store_payloads(self, owned: Sequence[Delivery]) -> None:
         """One chunk per record and day with the events the record owns (identical on redelivery)."""
+        now = datetime.now(UTC)
         rows: dict[tuple[Stamp, str], list[Doc]] = defaultdict(list)
         positions: dict[tuple[Stamp, str], list[int]] = defaultdict(list)
         records: dict[Stamp, bytes] = {}
         tenants: dict[Stamp, str] = {}
-        done: set[str] = set()
-        for d in deliveries:
-            event_id = d.entry.event_id
-            if owners.get(event_id) != d.stamp or event_id in done:
-                continue
-            done.add(event_id)
+        for d in owned:
             payload = d.entry.payload
             if type(payload) is tuple:  # RecordItem: a batch record's event, stored with its record
                 item: RecordItem = payload

@@ -22,6 +22,7 @@ records completes exactly the missing effects.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -87,10 +88,29 @@ class UsageIngestor:
         return claimed
 
     async def apply_claimed(self, claimed: ClaimedBatch) -> BatchResult:
-        """Second stage: set members and aggregates of a claimed batch (batches in offset order)."""
+        """Second stage: the claimed events' payloads, set members and aggregates (batches in offset
+        order). The payloads are written meanwhile, not in the ledger stage, which batches pass one
+        at a time: there they took ~12 % of it (measured in the bench)."""
+        if not claimed.effective:
+            return claimed.result
+        payloads = asyncio.create_task(self._store_payloads(claimed))
+        try:
+            await self._apply_aggregates(claimed)
+        except BaseException:
+            payloads.cancel()
+            with contextlib.suppress(BaseException):
+                await payloads
+            raise
+        await payloads
+        return claimed.result
+
+    async def _store_payloads(self, claimed: ClaimedBatch) -> None:
+        started = time.perf_counter()
+        await self._store.store_payloads(claimed.effective)
+        claimed.result.seconds["payloads"] = time.perf_counter() - started
+
+    async def _apply_aggregates(self, claimed: ClaimedBatch) -> None:
         result, effective = claimed.result, claimed.effective
-        if not effective:
-            return result
 
         # Hot loop (every event): deliveries grouped by tenant × day × meter. The documents of such a
         # group (its day, its month, a gauge's running total) add the same events, so the group is
@@ -169,7 +189,6 @@ class UsageIngestor:
                     raise CrashForTest(f"crash after {result.documents} aggregate writes")
                 result.documents += await self._save(agg_id, items, aggregates, counters)
         result.seconds["aggregates"] = time.perf_counter() - started
-        return result
 
     async def _save(
         self,

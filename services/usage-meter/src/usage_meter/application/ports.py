@@ -12,10 +12,15 @@ from ..domain.model import Aggregate, Delivery, Stamp
 
 class UsageStore(Protocol):
     async def claim_ledger(self, deliveries: Sequence[Delivery]) -> dict[str, Stamp]:
-        """Insert ledger entries (one per event id, insert-only, with the event's payload); returns,
-        for each event id whose stored entry is owned by one of the given deliveries (the first
-        delivery ever stored, or a redelivery of it), that delivery's stamp. Ids owned by other
-        deliveries (duplicates) are absent."""
+        """Insert ledger entries (one per event id, insert-only); returns, for each event id whose
+        stored entry is owned by one of the given deliveries (the first delivery ever stored, or a
+        redelivery of it), that delivery's stamp. Ids owned by other deliveries (duplicates) are
+        absent."""
+        ...
+
+    async def store_payloads(self, owned: Sequence[Delivery]) -> None:
+        """Keep the payloads of claimed events for export: `owned` are the deliveries that own their
+        events, each event once (insert-only: a redelivery stores the same again, to no effect)."""
         ...
 
     async def claim_members(self, candidates: dict[str, tuple[str, Stamp]]) -> dict[str, Stamp]:
