@@ -25,7 +25,6 @@ from pydantic import TypeAdapter, ValidationError
 from ailab_contracts.events.usage import (
     CANONICAL_BATCH_EVENTS,
     DECIMAL_PATTERN,
-    DELTA_METERS,
     MAX_BATCH_EVENTS,
     METERS,
     UsageBatchEvent,
@@ -199,6 +198,8 @@ def _in_wire_form(body: dict[str, Any], event: UsageBatchEvent | _Checked) -> di
     timestamp = body["timestamp"]
     if type(timestamp) is not str or not _RFC3339.fullmatch(timestamp):
         body["timestamp"] = event.timestamp.isoformat()
+    if type(event) is _Checked:
+        return body  # its amounts were validated in their canonical form
     quantity = body["quantity"]
     if type(quantity) is not str or not _DECIMAL_TEXT.fullmatch(quantity):
         body["quantity"] = decimal_text(event.quantity)
@@ -212,10 +213,8 @@ def _in_wire_form(body: dict[str, Any], event: UsageBatchEvent | _Checked) -> di
 def _judge(
     prepared: _Prepared, event: UsageBatchEvent | _Checked, rules: AcceptanceRules, bounds: TimingBounds
 ) -> tuple[ItemResult, dict[str, Any] | None]:
-    """The checks of a validated event: its sign and its timing."""
-    if event.quantity < 0 and event.meter not in DELTA_METERS:
-        message = f"quantity of meter {event.meter} cannot be negative"
-        return _rejected(prepared.index, prepared.client_id, "negative_quantity", message), None
+    """The check of a validated event that depends on the moment: its timing (validation applied
+    the contract's rules, its sign among them)."""
     problem = bounds.problem(event.timestamp)
     if problem is not None:
         return _rejected(prepared.index, prepared.client_id, problem, _timing_message(problem, rules)), None
