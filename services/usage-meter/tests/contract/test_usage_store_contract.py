@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -196,9 +196,37 @@ async def test_a_batch_killed_mid_write_is_completed_exactly_once_by_its_redeliv
     assert sorted(await stored_payload_ids(store)) == [f"ev-{i}" for i in range(4)]
 
 
+async def test_a_batch_whose_payloads_fail_is_completed_by_its_redelivery(
+    store: UsageStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The payload chunks are written beside the aggregates: when that write fails, the batch fails
+    (nothing is committed), and its redelivery stores every owned event's payload once, with the
+    aggregates still exact."""
+    real = store.store_payloads
+    calls: list[int] = []
+
+    async def fails_first(owned: Sequence[Delivery]) -> None:
+        calls.append(len(owned))
+        if len(calls) == 1:
+            raise ConnectionError("payload write lost")
+        await real(owned)
+
+    monkeypatch.setattr(store, "store_payloads", fails_first)
+    deliveries = [Delivery(2, i, entry(i, tenant=t)) for i, t in enumerate(["acme", "globex", "acme"])]
+    close = timedelta(hours=1)
+    with pytest.raises(ConnectionError):
+        await UsageIngestor(store, day_close_after=close).apply(deliveries)
+    result = await UsageIngestor(store, day_close_after=close).apply(deliveries)  # the redelivery
+    assert calls == [3, 3] and result.effective == 3
+    assert sorted(await stored_payload_ids(store)) == ["ev-0", "ev-1", "ev-2"]
+    truth = recompute(d.entry for d in deliveries)
+    stored = await store.load_aggregates(list(truth))
+    assert {k: comparable(v) for k, v in stored.items()} == {k: comparable(v) for k, v in truth.items()}
+
+
 async def stored_payload_ids(store: UsageStore) -> list[str]:
     if isinstance(store, InMemoryUsageStore):
-        return list(store.payloads)
+        return [event_id for ids in store.payloads.values() for event_id in ids]
     assert isinstance(store, MongoUsageStore)
     chunks = store._db["usage_ledger_chunks"].find({})  # noqa: SLF001 - what export reads
     return [row["event_id"] async for doc in chunks for row in chunk_rows(doc)]

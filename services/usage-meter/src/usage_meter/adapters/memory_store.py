@@ -12,7 +12,8 @@ from ..domain.model import Aggregate, Delivery, Stamp
 class InMemoryUsageStore:
     def __init__(self) -> None:
         self.ledger: dict[str, tuple[Stamp, Delivery]] = {}
-        self.payloads: dict[str, Delivery] = {}  # event id -> the owning delivery, with its payload
+        # Payload chunks as MongoUsageStore keys them, (record stamp, day) -> owned event ids.
+        self.payloads: dict[tuple[Stamp, str], set[str]] = {}
         self.members: dict[str, Stamp] = {}
         self.aggregates: dict[str, Aggregate] = {}
         self.days: dict[tuple[str, str], datetime] = {}
@@ -23,8 +24,13 @@ class InMemoryUsageStore:
         return {d.entry.event_id: d.stamp for d in deliveries if self.ledger[d.entry.event_id][0] == d.stamp}
 
     async def store_payloads(self, owned: Sequence[Delivery]) -> None:
+        chunks: dict[tuple[Stamp, str], set[str]] = {}
         for d in owned:
-            self.payloads.setdefault(d.entry.event_id, d)
+            if self.ledger[d.entry.event_id][0] != d.stamp:
+                raise AssertionError(f"{d.stamp} does not own {d.entry.event_id}: its payload is not its own")
+            chunks.setdefault((d.stamp, d.entry.day), set()).add(d.entry.event_id)
+        for key, ids in chunks.items():
+            self.payloads.setdefault(key, ids)  # insert-only: a chunk stored before stays as it was
 
     async def claim_members(self, candidates: dict[str, tuple[str, Stamp]]) -> dict[str, Stamp]:
         for key, (_, stamp) in candidates.items():

@@ -15,6 +15,8 @@ Why it is exactly once under at-least-once delivery (redelivery, duplicates, cra
 - Unique users/projects are insert-only set members stamped the same way: an insert that succeeds,
   or a member owned by a delivery in this batch (the crash window), adds one to the counter, again
   guarded by the document's position.
+- Payload chunks (what export reads) are insert-only with deterministic ids, one per record and
+  day, holding the events that record owns: written beside the aggregates, again by a redelivery.
 A crash between any two writes therefore leaves a state from which redelivering the uncommitted
 records completes exactly the missing effects.
 """
