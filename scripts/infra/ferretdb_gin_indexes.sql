@@ -29,6 +29,22 @@ LANGUAGE sql IMMUTABLE AS $$
     SELECT table_name ~ '^(usage_ledger)_[0-9a-f]{8}$'
 $$;
 
+-- The expression `_jsonb -> 'field'` an index is on (its first column) when it is an index of access
+-- method `method` on a FerretDB table (FerretDB keeps each database in a schema of its own) over a
+-- top-level field; NULL otherwise. Fields with a dot are filtered with another expression (`#>`).
+CREATE OR REPLACE FUNCTION ailab_ferretdb_field_expr(idx regclass, method text) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT pg_get_indexdef(i.indexrelid, 1, true)
+    FROM pg_index i
+    JOIN pg_class c ON c.oid = i.indexrelid
+    JOIN pg_class t ON t.oid = i.indrelid
+    JOIN pg_namespace n ON n.oid = t.relnamespace
+    JOIN pg_am am ON am.oid = c.relam
+    WHERE i.indexrelid = idx AND am.amname = method
+      AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'public') AND n.nspname NOT LIKE 'pg\_%'
+      AND pg_get_indexdef(i.indexrelid, 1, true) ~ '^\(_jsonb -> ''[^'']*''::text\)$'
+$$;
+
 CREATE OR REPLACE FUNCTION ailab_ferretdb_add_gin(btree regclass) RETURNS boolean
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -36,23 +52,15 @@ DECLARE
     expr text;
     gin_name text;
 BEGIN
-    SELECT t.relname AS table_name, i.indrelid, am.amname, n.nspname INTO ix
-    FROM pg_index i
-    JOIN pg_class c ON c.oid = i.indexrelid
-    JOIN pg_class t ON t.oid = i.indrelid
-    JOIN pg_namespace n ON n.oid = t.relnamespace
-    JOIN pg_am am ON am.oid = c.relam
-    WHERE i.indexrelid = btree;
-    IF NOT FOUND OR ix.amname <> 'btree'
-       OR ix.nspname IN ('pg_catalog', 'information_schema', 'public') OR ix.nspname LIKE 'pg\_%' THEN
-        RETURN false;  -- not one of FerretDB's (it keeps each database in a schema of its own)
+    expr := ailab_ferretdb_field_expr(btree, 'btree');
+    IF expr IS NULL THEN
+        RETURN false;  -- not one of FerretDB's indexes on a top-level field
     END IF;
+    SELECT t.relname AS table_name, i.indrelid INTO ix
+    FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid
+    WHERE i.indexrelid = btree;
     IF ailab_ferretdb_gin_skipped(ix.table_name) THEN
         RETURN false;
-    END IF;
-    expr := pg_get_indexdef(btree, 1, true);
-    IF expr !~ '^\(_jsonb -> ''[^'']*''::text\)$' THEN
-        RETURN false;  -- not a top-level field of a FerretDB document
     END IF;
     IF EXISTS (
         SELECT 1 FROM pg_index g
@@ -127,11 +135,8 @@ BEGIN
         FROM pg_index i
         JOIN pg_class c ON c.oid = i.indexrelid
         JOIN pg_class t ON t.oid = i.indrelid
-        JOIN pg_namespace n ON n.oid = t.relnamespace
-        JOIN pg_am am ON am.oid = c.relam
-        WHERE am.amname = 'gin' AND c.relname LIKE '%\_gin' AND ailab_ferretdb_gin_skipped(t.relname)
-          AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'public') AND n.nspname NOT LIKE 'pg\_%'
-          AND pg_get_indexdef(i.indexrelid, 1, true) ~ '^\(_jsonb -> ''[^'']*''::text\)$'
+        WHERE c.relname LIKE '%\_gin' AND ailab_ferretdb_gin_skipped(t.relname)
+          AND ailab_ferretdb_field_expr(i.indexrelid::regclass, 'gin') IS NOT NULL
     LOOP
         BEGIN
             EXECUTE format('DROP INDEX %s', gin);
