@@ -61,6 +61,7 @@ DELTA_METERS: frozenset[str] = frozenset({"storage_mb"})
 MAX_DIGITS = 34  # significant digits of MongoDB's Decimal128
 MAX_DECIMAL_PLACES = 18
 DECIMAL_PATTERN = r"^-?\d+(\.\d+)?$"
+CANONICAL_DECIMAL_PATTERN = r"^-?[0-9]+(\.[0-9]+)?$"  # DECIMAL_PATTERN with ASCII digits only, as it means
 
 
 def decimal_text(value: Decimal) -> str:
@@ -269,7 +270,7 @@ class UsageBatchRecorded(_Event):
 CanonicalDecimal = Annotated[
     str,
     Strict(),
-    StringConstraints(max_length=MAX_DIGITS - MAX_DECIMAL_PLACES, pattern=r"^-?[0-9]+(\.[0-9]+)?$"),
+    StringConstraints(max_length=MAX_DIGITS - MAX_DECIMAL_PLACES, pattern=CANONICAL_DECIMAL_PATTERN),
 ]
 """Plain fixed-point text of at most 16 characters (a `str`, nothing converted to one): an exact
 decimal that cannot break the digit limits (what `ExactDecimal` accepts with the value

@@ -73,6 +73,11 @@ class LagHistogram:
                 return min(self.max, 1.0 if bucket == 0 else _LAG_RATIO**bucket)
         return self.max
 
+    def quantile_ms(self, q: float) -> float | None:
+        """`quantile`, rounded to 0.1 ms (what the stats and /metrics report)."""
+        value = self.quantile(q)
+        return None if value is None else round(value, 1)
+
     def clear(self) -> None:
         self.counts.clear()
         self.n = 0
@@ -145,10 +150,6 @@ class IngestStats:
         self.recent_lags.add(lag_ms, events)
 
     def snapshot(self, lag: bool = True) -> dict[str, Any]:
-        def pct(p: float) -> float | None:
-            value = self.lags.quantile(p)
-            return None if value is None else round(value, 1)
-
         return {
             "batches": self.batches,
             "records": self.records,
@@ -160,7 +161,14 @@ class IngestStats:
             "partitions": self.partitions,
             "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
             "lag_ms": (
-                {"p50": pct(0.5), "p99": pct(0.99), "max": self.lags.max, "n": self.lags.n} if lag else None
+                {
+                    "p50": self.lags.quantile_ms(0.5),
+                    "p99": self.lags.quantile_ms(0.99),
+                    "max": self.lags.max,
+                    "n": self.lags.n,
+                }
+                if lag
+                else None
             ),
         }
 

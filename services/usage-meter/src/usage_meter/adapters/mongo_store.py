@@ -128,7 +128,7 @@ def stamp_key(stamp: Stamp) -> str:
 
 def owner_text(day: str, stamp: Stamp) -> str:
     """A ledger entry's `s`: the day of its event and the stamp of the delivery that owns it."""
-    return f"{day}|{stamp[0]}|{stamp[1]}"
+    return f"{day}|{stamp_key(stamp)}"
 
 
 def ledger_row(entry: UsageEntry) -> Doc:

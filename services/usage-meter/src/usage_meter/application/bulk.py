@@ -16,7 +16,6 @@ import re
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any, NamedTuple, Protocol
 
 import pydantic_core
@@ -24,7 +23,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from ailab_contracts.events.usage import (
     CANONICAL_BATCH_EVENTS,
-    DECIMAL_PATTERN,
+    CANONICAL_DECIMAL_PATTERN,
     MAX_BATCH_EVENTS,
     METERS,
     UsageBatchEvent,
@@ -150,11 +149,8 @@ def _prepare(
 
 
 class _Checked(NamedTuple):
-    """What `_judge` reads of an event validated in its canonical form (`UsageBatchEvent`'s names)."""
+    """What `_judge` reads of an event validated in its canonical form (`UsageBatchEvent`'s name)."""
 
-    meter: str
-    quantity: Decimal
-    cost_usd_estimate: Decimal | None
     timestamp: datetime
 
 
@@ -168,10 +164,9 @@ def _validate_canonical(prepared: Sequence[_Prepared]) -> list[_Checked] | None:
         return None
     checked: list[_Checked] = []
     for event in events:
-        amounts = canonical_amounts(event)
-        if amounts is None:
+        if canonical_amounts(event) is None:
             return None
-        checked.append(_Checked(event["meter"], amounts[0], amounts[1], event["timestamp"]))
+        checked.append(_Checked(event["timestamp"]))
     return checked
 
 
@@ -185,7 +180,7 @@ def _validate(prepared: _Prepared) -> UsageBatchEvent | ItemResult:
 
 
 # The wire forms the contract's JSON Schema promises (ASCII digits only, as its patterns mean).
-_DECIMAL_TEXT = re.compile(DECIMAL_PATTERN, re.ASCII)
+_DECIMAL_TEXT = re.compile(CANONICAL_DECIMAL_PATTERN)
 _RFC3339 = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})"
 )

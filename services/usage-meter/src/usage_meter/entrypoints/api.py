@@ -412,9 +412,9 @@ async def prometheus_metrics(request: Request) -> Response:
         "# TYPE usage_event_lag_seconds gauge",
     ]
     for quantile in ("0.5", "0.99"):
-        value = recent.quantile(float(quantile))
+        value = recent.quantile_ms(float(quantile))
         if value is not None:
-            lines.append(f'usage_event_lag_seconds{{quantile="{quantile}"}} {round(value, 1) / 1000}')
+            lines.append(f'usage_event_lag_seconds{{quantile="{quantile}"}} {value / 1000}')
     return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
 
