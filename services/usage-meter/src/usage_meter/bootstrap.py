@@ -141,6 +141,12 @@ async def _indexes(db: AsyncDatabase[dict[str, Any]]) -> None:
         logging.getLogger("usage_meter").info(
             "ledger payloads copied into chunks", extra={"fields": {"entries": copied}}
         )
+    # Before any consumer of this version writes a sheet (this runs before the app starts).
+    copied = await mongo_store.migrate_legacy_aggregates(db)
+    if copied:
+        logging.getLogger("usage_meter").info(
+            "per-meter aggregates copied into sheets", extra={"fields": {"aggregates": copied}}
+        )
 
 
 SPEC = ServiceSpec(

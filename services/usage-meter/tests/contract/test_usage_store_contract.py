@@ -26,17 +26,17 @@ from usage_meter.adapters.mongo_store import (
 )
 from usage_meter.application.ingest import CrashForTest, UsageIngestor
 from usage_meter.application.ports import UsageStore
-from usage_meter.domain.model import Aggregate, Delivery, UsageEntry, comparable, recompute
+from usage_meter.domain.model import Aggregate, Delivery, Sheet, UsageEntry, comparable, recompute
 
 NOW = datetime(2026, 11, 27, 12, tzinfo=UTC)
 
 
-def entry(n: int, tenant: str = "acme", user: str = "u1") -> UsageEntry:
+def entry(n: int, tenant: str = "acme", user: str = "u1", meter: str = "tokens_in") -> UsageEntry:
     return UsageEntry(
         event_id=f"ev-{n}",
         tenant_id=tenant,
         user_id=user,
-        meter="tokens_in",
+        meter=meter,
         quantity=Decimal(n),
         cost=Decimal("0.001"),
         timestamp=NOW,
@@ -113,19 +113,39 @@ async def test_members_are_insert_only_and_remember_their_owner(store: UsageStor
     }
 
 
-async def test_aggregates_are_version_guarded(store: UsageStore) -> None:
-    agg = Aggregate("d|acme|2026-11-27|tokens_in")
-    agg.add(entry(5), (0, 1), ["unique_users"])
-    assert await store.save_aggregate(agg)
-    assert agg.version == 1
-    stale = Aggregate("d|acme|2026-11-27|tokens_in")  # version 0: someone else's view
-    assert not await store.save_aggregate(stale)
-    loaded = (await store.load_aggregates([agg.id]))[agg.id]
-    assert comparable(loaded) == comparable(agg) and loaded.positions == {0: 1} and loaded.version == 1
-    loaded.add(entry(7), (0, 2))
-    assert await store.save_aggregate(loaded)
-    assert not await store.save_aggregate(agg)  # still at version 1
-    assert (await store.load_aggregates([agg.id]))[agg.id].quantity == Decimal(12)
+async def test_sheets_are_version_guarded(store: UsageStore) -> None:
+    tokens, requests = Aggregate("d|acme|2026-11-27|tokens_in"), Aggregate("d|acme|2026-11-27|requests")
+    tokens.add(entry(5), (0, 1), ["unique_users"])
+    requests.add(entry(6, meter="requests"), (0, 1))
+    sheet = Sheet("d|acme|2026-11-27", {tokens.id: tokens, requests.id: requests})
+    assert await store.save_sheet(sheet)
+    assert sheet.version == 1
+    stale = Sheet("d|acme|2026-11-27")  # version 0: someone else's view
+    assert not await store.save_sheet(stale)
+    loaded = (await store.load_sheets([sheet.id, "d|acme|2026-11-28"]))[sheet.id]
+    assert loaded.version == 1 and set(loaded.aggregates) == {tokens.id, requests.id}
+    assert comparable(loaded.aggregates[tokens.id]) == comparable(tokens)
+    assert loaded.aggregates[tokens.id].positions == {0: 1}
+    loaded.aggregates[tokens.id].add(entry(7), (0, 2))
+    assert await store.save_sheet(loaded)
+    assert not await store.save_sheet(sheet)  # still at version 1
+    stored = await store.load_aggregates([tokens.id, requests.id, "d|acme|2026-11-27|tokens_out"])
+    assert set(stored) == {tokens.id, requests.id}
+    assert (stored[tokens.id].quantity, stored[requests.id].quantity) == (Decimal(12), Decimal(6))
+
+
+async def test_a_batch_writes_one_sheet_per_tenant_and_period_for_all_its_meters(store: UsageStore) -> None:
+    meters = ["tokens_in", "tokens_out", "requests"]
+    deliveries = [Delivery(0, 1, entry(i, meter=meters[i % 3])) for i in range(9)]
+    deliveries.append(Delivery(0, 2, entry(9, tenant="globex")))
+    result = await UsageIngestor(store, day_close_after=timedelta(hours=1)).apply(deliveries)
+    assert result.documents == 4  # acme's day and month, globex's day and month
+    truth = recompute(d.entry for d in deliveries)
+    assert len(truth) == 8
+    stored = await store.load_aggregates(list(truth))
+    assert {k: comparable(v) for k, v in stored.items()} == {k: comparable(v) for k, v in truth.items()}
+    sheets = await store.load_sheets(["d|acme|2026-11-27", "m|acme|2026-11"])
+    assert [len(s.aggregates) for s in sheets.values()] == [3, 3]
 
 
 @pytest.mark.integration
@@ -173,13 +193,21 @@ async def test_a_batch_updating_hundreds_of_aggregates_completes(infra: Infra) -
         await client.close()
 
 
-@pytest.mark.parametrize("crash_after", [0, 1, 2])
+@pytest.mark.parametrize("crash_after", [0, 1, 2, 3])
 async def test_a_batch_killed_mid_write_is_completed_exactly_once_by_its_redelivery(
     store: UsageStore, crash_after: int
 ) -> None:
+    # Four sheets (two tenants' day and month), acme's with two meters.
     deliveries = [
-        Delivery(0, i, entry(i, tenant=t, user=u))
-        for i, (t, u) in enumerate([("acme", "u1"), ("acme", "u2"), ("globex", "u1"), ("acme", "u1")])
+        Delivery(0, i, entry(i, tenant=t, user=u, meter=m))
+        for i, (t, u, m) in enumerate(
+            [
+                ("acme", "u1", "tokens_in"),
+                ("acme", "u2", "requests"),
+                ("globex", "u1", "tokens_in"),
+                ("acme", "u1", "tokens_in"),
+            ]
+        )
     ]
     close = timedelta(hours=1)
     with pytest.raises(CrashForTest):

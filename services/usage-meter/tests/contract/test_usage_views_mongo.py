@@ -16,14 +16,17 @@ from pymongo import AsyncMongoClient
 
 from tests.support.infra import Infra
 from usage_meter.adapters.mongo_store import (
+    AGGREGATES,
+    LEGACY_AGGREGATES,
     WATERMARKS,
     MongoUsageStore,
     ensure_indexes,
+    migrate_legacy_aggregates,
     migrate_legacy_ledger,
 )
 from usage_meter.adapters.mongo_views import MongoUsageViews
 from usage_meter.application.ingest import UsageIngestor
-from usage_meter.domain.model import Delivery, UsageEntry
+from usage_meter.domain.model import Aggregate, Delivery, Sheet, UsageEntry, comparable
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 27, 12, tzinfo=UTC)
@@ -158,7 +161,7 @@ async def test_retention_deletes_old_ledger_entries_and_keeps_aggregates(
     store = MongoUsageStore(db)
     old, recent = T0 - timedelta(days=91), T0 - timedelta(days=89)
     await claim_and_store(store, [Delivery(0, 1, usage(1, old)), Delivery(0, 2, usage(2, recent))])
-    await db["usage_aggregates"].insert_one({"_id": "d|acme|2026-08-28|requests", "tenant_id": "acme"})
+    await db[AGGREGATES].insert_one({"_id": "d|acme|2026-08-28", "tenant_id": "acme", "meters": {}, "v": 1})
     members = {
         f"d|acme|{old.date()}|requests|u|u1": "gone",
         f"m|acme|{old.strftime('%Y-%m')}|requests|u|u1": "gone",  # that month ended before the cutoff
@@ -173,7 +176,7 @@ async def test_retention_deletes_old_ledger_entries_and_keeps_aggregates(
         k for k, w in members.items() if w == "kept"
     }
     assert [r["event_id"] async for r in v.ledger("acme", old, T0)] == ["ev-2"]
-    assert await db["usage_aggregates"].count_documents({}) == 1
+    assert await db[AGGREGATES].count_documents({}) == 1
     # Forgotten after retention: the same id would count again (the window the API documents).
     assert await store.claim_ledger([Delivery(0, 3, usage(1, old))]) == {"ev-1": (0, 3)}
 
@@ -219,3 +222,90 @@ async def test_entries_stored_before_the_split_are_exported_and_expired(
         assert await store.claim_ledger([Delivery(0, 2, usage(2, recent))]) == {"ev-2": (0, 2)}, reads
     assert await v.expire(T0 - timedelta(days=90)) == 1
     assert [r["event_id"] async for r in v.ledger("acme", old, T0)] == ["ev-2"]
+
+
+def metered(n: int, tenant: str, meter: str, quantity: int) -> UsageEntry:
+    return UsageEntry(
+        event_id=f"ev-{tenant}-{n}",
+        tenant_id=tenant,
+        user_id=f"u{n % 2}",
+        meter=meter,
+        quantity=Decimal(quantity),
+        cost=Decimal("0.5"),
+        timestamp=T0,
+        provider="openai",
+        model="gpt-4.1",
+    )
+
+
+async def test_the_read_side_sees_one_document_per_meter_of_each_sheet(
+    views: tuple[MongoUsageViews, Any],
+) -> None:
+    v, db = views
+    ingestor = UsageIngestor(MongoUsageStore(db), day_close_after=timedelta(hours=1))
+    await ingestor.apply(
+        [
+            Delivery(0, 1, metered(1, "acme", "tokens_in", 10)),
+            Delivery(0, 1, metered(2, "acme", "tokens_out", 4)),
+            Delivery(0, 1, metered(3, "acme", "storage_mb", 7)),
+            Delivery(0, 2, metered(4, "globex", "tokens_in", 99)),
+        ]
+    )
+    day = T0.date().isoformat()
+    docs = await v.aggregates("acme", "d", day, day)
+    assert [(d["_id"], d["period"], d["meter"], d["quantity"]) for d in docs] == [
+        (f"d|acme|{day}|storage_mb", day, "storage_mb", "7"),
+        (f"d|acme|{day}|tokens_in", day, "tokens_in", "10"),
+        (f"d|acme|{day}|tokens_out", day, "tokens_out", "4"),
+    ]
+    assert [d["meter"] for d in await v.aggregates("acme", "m", "2026-11", "2026-11", "tokens_out")] == [
+        "tokens_out"
+    ]
+    assert await v.aggregates("acme", "d", "2026-11-28", "2026-11-30") == []
+    assert (await v.total("acme", "storage_mb"), await v.total("acme", "tokens_in")) == (Decimal(7), 0)
+    assert await v.total("initech", "storage_mb") == 0
+
+
+async def test_per_meter_aggregates_stored_before_sheets_are_copied_once(
+    views: tuple[MongoUsageViews, Any],
+) -> None:
+    """A database written before sheets keeps one document per tenant × period × meter: on start
+    they are copied into sheets, which the read side and the consumer then use as they were."""
+    v, db = views
+    legacy: dict[str, Aggregate] = {}
+    entries = [
+        metered(1, "acme", "tokens_in", 10),
+        metered(2, "acme", "tokens_out", 4),
+        metered(3, "acme", "storage_mb", 7),
+        metered(4, "globex", "tokens_in", 99),
+    ]
+    for n, e in enumerate(entries):
+        for agg_id in (f"d|{e.tenant_id}|{e.day}|{e.meter}", f"m|{e.tenant_id}|{e.month}|{e.meter}"):
+            legacy.setdefault(agg_id, Aggregate(agg_id)).add(e, (0, n), ["unique_users"])
+    legacy["t|acme|all|storage_mb"] = Aggregate("t|acme|all|storage_mb")
+    legacy["t|acme|all|storage_mb"].add(entries[2], (0, 2))
+    await db[LEGACY_AGGREGATES].insert_many([{**a.to_doc(), "v": 3} for a in legacy.values()])
+    # An earlier run was interrupted after writing one sheet: it is left as it is.
+    first = "d|globex|2026-11-27|tokens_in"
+    early = Sheet("d|globex|2026-11-27", {first: legacy[first]})
+    await db[AGGREGATES].insert_one({**early.to_doc(), "v": 1})
+
+    assert await migrate_legacy_aggregates(db) == len(legacy) == 9
+    assert await migrate_legacy_aggregates(db) == 0  # once per database
+    assert await db[AGGREGATES].count_documents({}) == 5
+    stored = await MongoUsageStore(db).load_aggregates(list(legacy))
+    assert {i: (comparable(a), a.positions) for i, a in stored.items()} == {
+        i: (comparable(a), a.positions) for i, a in legacy.items()
+    }
+    docs = await v.aggregates("acme", "m", "2026-11", "2026-11")
+    assert [(d["meter"], d["quantity"], d["unique_users"]) for d in docs] == [
+        ("storage_mb", "7", 1),
+        ("tokens_in", "10", 1),
+        ("tokens_out", "4", 1),
+    ]
+    assert await v.total("acme", "storage_mb") == 7
+    # The consumer goes on from the copied positions: an event already in counts once, a new one adds.
+    ingestor = UsageIngestor(MongoUsageStore(db), day_close_after=timedelta(hours=1))
+    await ingestor.apply([Delivery(0, 1, entries[1]), Delivery(0, 9, metered(9, "acme", "tokens_out", 5))])
+    tokens_out = (await v.aggregates("acme", "d", "2026-11-27", "2026-11-27", "tokens_out"))[0]
+    assert (tokens_out["quantity"], tokens_out["events"]) == ("9", 2)

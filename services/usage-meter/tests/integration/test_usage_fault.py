@@ -30,7 +30,7 @@ from ailab_contracts.events.usage import UsageBatchRecorded, UsageRecorded
 from ailab_runtime.kafka import encode, ensure_topics
 from tests.support.infra import Infra
 from usage_meter.adapters.mongo_store import AGGREGATES, LEDGER
-from usage_meter.domain.model import Aggregate, UsageEntry, comparable, recompute
+from usage_meter.domain.model import Sheet, UsageEntry, comparable, recompute
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[4]
@@ -213,7 +213,7 @@ async def wait_until(probe: Any, timeout_s: float, what: str) -> None:
 
 async def assert_aggregates_equal_truth(db: Any, distinct: list[UsageEntry]) -> None:
     truth = recompute(distinct)
-    stored = {d["_id"]: Aggregate.from_doc(d) async for d in db[AGGREGATES].find({})}
+    stored = {i: a async for d in db[AGGREGATES].find({}) for i, a in Sheet.from_doc(d).aggregates.items()}
     assert set(stored) == set(truth), "aggregate documents differ"
     diff = [k for k, v in truth.items() if comparable(stored[k]) != comparable(v)]
     assert diff == [], f"{len(diff)} aggregates differ from the ground truth, e.g. {diff[:3]}"

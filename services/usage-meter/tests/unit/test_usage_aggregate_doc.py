@@ -1,6 +1,6 @@
-"""An aggregate document round-trips through its stored form (groups as one JSON string), documents
-written before that (nested group documents) still read the same, and folding a batch at once
-(`add_all`) equals adding event by event."""
+"""An aggregate round-trips through its stored form (groups as one JSON string), documents written
+before that (nested group documents) still read the same, a sheet round-trips with each of its
+aggregates, and folding a batch at once (`add_all`) equals adding event by event."""
 
 from __future__ import annotations
 
@@ -9,7 +9,17 @@ from decimal import Decimal
 
 import pytest
 
-from usage_meter.domain.model import Aggregate, Delivery, Folded, UsageEntry, comparable, groups_of
+from usage_meter.domain.model import (
+    Aggregate,
+    Delivery,
+    Folded,
+    Sheet,
+    UsageEntry,
+    comparable,
+    groups_of,
+    sheet_aggregate_docs,
+    sheet_id,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -64,3 +74,29 @@ def test_the_stored_form_round_trips_and_older_nested_groups_still_read() -> Non
     older = {**doc, "groups": groups_of(doc)}  # as documents were stored before
     assert comparable(Aggregate.from_doc(older)) == comparable(agg)
     assert [g["k"] for g in groups_of(older)["model"]] == ["gpt-4o", "o3"]
+
+
+def test_a_sheet_round_trips_and_reads_as_one_document_per_meter() -> None:
+    tokens, requests = Aggregate("m|acme|2026-11|tokens_in"), Aggregate("m|acme|2026-11|requests")
+    tokens.add_all(DELIVERIES, ["unique_users"])
+    requests.add_all([Delivery(3, 9, DELIVERIES[0].entry)])
+    assert sheet_id(tokens.id) == sheet_id(requests.id) == "m|acme|2026-11"
+    sheet = Sheet("m|acme|2026-11", {tokens.id: tokens, requests.id: requests}, version=4)
+    doc = sheet.to_doc()
+    assert (doc["_id"], doc["tenant_id"], doc["kind"], doc["period"], doc["v"]) == (
+        "m|acme|2026-11",
+        "acme",
+        "m",
+        "2026-11",
+        4,
+    )
+    back = Sheet.from_doc(doc)
+    assert back.version == 4 and set(back.aggregates) == {tokens.id, requests.id}
+    for agg in (tokens, requests):
+        assert comparable(back.aggregates[agg.id]) == comparable(agg)
+        assert back.aggregates[agg.id].positions == agg.positions
+    # What the read side sees: the documents the aggregates were stored as, one per meter.
+    assert sorted(sheet_aggregate_docs(doc), key=lambda d: d["_id"]) == [requests.to_doc(), tokens.to_doc()]
+    copy = sheet.copy()
+    copy.aggregates[tokens.id].add(DELIVERIES[0].entry, (5, 1))
+    assert comparable(sheet.aggregates[tokens.id]) == comparable(tokens) and 5 not in tokens.positions

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from datetime import datetime
 
-from ..domain.model import Aggregate, Delivery, Stamp
+from ..domain.model import Aggregate, Delivery, Sheet, Stamp, aggregates_in, sheet_id
 
 
 class InMemoryUsageStore:
@@ -15,7 +14,7 @@ class InMemoryUsageStore:
         # Payload chunks as MongoUsageStore keys them, (record stamp, day) -> owned event ids.
         self.payloads: dict[tuple[Stamp, str], set[str]] = {}
         self.members: dict[str, Stamp] = {}
-        self.aggregates: dict[str, Aggregate] = {}
+        self.sheets: dict[str, Sheet] = {}
         self.days: dict[tuple[str, str], datetime] = {}
 
     async def claim_ledger(self, deliveries: Sequence[Delivery]) -> dict[str, Stamp]:
@@ -37,18 +36,24 @@ class InMemoryUsageStore:
             self.members.setdefault(key, stamp)
         return {key: self.members[key] for key in candidates}
 
-    async def load_aggregates(self, ids: Sequence[str]) -> dict[str, Aggregate]:
-        return {i: copy.deepcopy(self.aggregates[i]) for i in ids if i in self.aggregates}
+    async def load_sheets(self, ids: Sequence[str]) -> dict[str, Sheet]:
+        return {i: self.sheets[i].copy() for i in ids if i in self.sheets}
 
-    async def save_aggregate(self, aggregate: Aggregate) -> bool:
-        stored = self.aggregates.get(aggregate.id)
-        if (stored.version if stored else 0) != aggregate.version:
+    async def save_sheet(self, sheet: Sheet) -> bool:
+        stored = self.sheets.get(sheet.id)
+        if (stored.version if stored else 0) != sheet.version:
             return False
-        saved = copy.deepcopy(aggregate)
-        saved.version += 1
-        self.aggregates[aggregate.id] = saved
-        aggregate.version += 1
+        sheet.version += 1
+        self.sheets[sheet.id] = sheet.copy()
         return True
+
+    async def load_aggregates(self, ids: Sequence[str]) -> dict[str, Aggregate]:
+        return aggregates_in(await self.load_sheets(list({sheet_id(i) for i in ids})), ids)
+
+    @property
+    def aggregates(self) -> dict[str, Aggregate]:
+        """Every stored aggregate, by id (tests)."""
+        return {i: a for sheet in self.sheets.values() for i, a in sheet.aggregates.items()}
 
     async def note_days(self, days: dict[tuple[str, str], datetime]) -> None:
         for key, close_after in days.items():

@@ -1,7 +1,8 @@
 """MongoDB (and FerretDB 1.24) adapters of the usage-meter: ledger, set members, aggregates, days.
 
 Only insert-only writes with deterministic `_id`s and version-guarded whole-document replaces by the
-single writer of each aggregate: no `$inc` on shared documents, no transactions (ARCHITECTURE.md).
+single writer of each aggregate sheet: no `$inc` on shared documents, no transactions
+(ARCHITECTURE.md).
 
 The ledger is three insert-only collections, shaped for a cheap write per event:
 - `usage_ledger`: one tiny document per event id, `{_id: event id, s: "day|partition|offset"}`; its
@@ -39,13 +40,23 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from ailab_contracts.events.usage import decimal_text
 from ailab_runtime.mongo_server import is_ferretdb
 
-from ..domain.model import Aggregate, Delivery, RecordItem, Stamp, UsageEntry
+from ..domain.model import (
+    Aggregate,
+    Delivery,
+    RecordItem,
+    Sheet,
+    Stamp,
+    UsageEntry,
+    aggregates_in,
+    sheet_id,
+)
 
 LEDGER = "usage_ledger"
 LEDGER_RECORDS = "usage_ledger_records"
 LEDGER_CHUNKS = "usage_ledger_chunks"
 MEMBERS = "usage_members"
-AGGREGATES = "usage_aggregates"
+AGGREGATES = "usage_aggregate_sheets"  # one document (Sheet) per tenant × period, every meter in it
+LEGACY_AGGREGATES = "usage_aggregates"  # one document per tenant × period × meter, before sheets
 DAYS = "usage_days"
 DAY_SYNC = "usage_day_sync"
 TENANT_LIMITS = "tenant_limits"
@@ -68,6 +79,7 @@ OwnerReads = Literal["auto", "by_id", "by_record"]
 
 LEGACY_LEDGER_INDEXES = ("tenant_id_1_ts_1", "ts_1")  # of the ledger before it was split
 LEGACY_MIGRATION = "ledger-payload-chunks"  # marker of `migrate_legacy_ledger`, with the count copied
+SHEETS_MIGRATION = "aggregate-sheets"  # marker of `migrate_legacy_aggregates`, with the count copied
 
 
 async def ensure_indexes(db: AsyncDatabase[Doc]) -> None:
@@ -107,6 +119,28 @@ async def migrate_legacy_ledger(db: AsyncDatabase[Doc], page: int = 1000) -> int
     await _insert_new(db[LEDGER_CHUNKS], chunks)
     copied += len(chunks)
     await _insert_new(db[MIGRATIONS], [{"_id": LEGACY_MIGRATION, "at": datetime.now(UTC), "copied": copied}])
+    return copied
+
+
+async def migrate_legacy_aggregates(db: AsyncDatabase[Doc]) -> int:
+    """Once per database, before the first consumer of this version starts: copies the aggregates
+    stored one document per meter (`usage_aggregates`) into sheets, one tenant at a time. Idempotent:
+    a sheet is built from all of its period's documents and inserted, so one found stored came from
+    the same documents (an interrupted run) and is left; a marker records completion. The documents
+    copied stay where they are. Returns the aggregates copied."""
+    if await db[MIGRATIONS].find_one({"_id": SHEETS_MIGRATION}):
+        return 0
+    copied = 0
+    for tenant in await db[LEGACY_AGGREGATES].distinct("tenant_id"):
+        sheets: dict[str, Sheet] = {}
+        async for doc in db[LEGACY_AGGREGATES].find({"tenant_id": tenant}):
+            aggregate = Aggregate.from_doc(doc)
+            sheet = sheets.setdefault(sheet_id(aggregate.id), Sheet(sheet_id(aggregate.id)))
+            sheet.aggregates[aggregate.id] = aggregate
+            copied += 1
+        docs = [{**sheet.to_doc(), "v": 1, "updated_at": datetime.now(UTC)} for sheet in sheets.values()]
+        await _insert_new(db[AGGREGATES], docs)
+    await _insert_new(db[MIGRATIONS], [{"_id": SHEETS_MIGRATION, "at": datetime.now(UTC), "copied": copied}])
     return copied
 
 
@@ -297,7 +331,7 @@ class MongoUsageStore:
         self,
         db: AsyncDatabase[Doc],
         member_cache_size: int = 200_000,
-        aggregate_cache_size: int = 5_000,
+        sheet_cache_size: int = 5_000,
         owner_reads: OwnerReads = "auto",
     ) -> None:
         self._db = db
@@ -313,9 +347,9 @@ class MongoUsageStore:
         self._member_cache: OrderedDict[str, Stamp] = OrderedDict()
         self._cache_size = member_cache_size
         self._noted_days: set[tuple[str, str]] = set()
-        # Aggregates as this writer last stored them (version-guarded writes catch any other writer).
-        self._cached_aggregates: OrderedDict[str, Aggregate] = OrderedDict()
-        self._aggregate_cache_size = aggregate_cache_size
+        # Sheets as this writer last stored them (version-guarded writes catch any other writer).
+        self._cached_sheets: OrderedDict[str, Sheet] = OrderedDict()
+        self._sheet_cache_size = sheet_cache_size
 
     async def claim_ledger(self, deliveries: Sequence[Delivery]) -> dict[str, Stamp]:
         now = datetime.now(UTC)
@@ -444,42 +478,45 @@ class MongoUsageStore:
         if len(self._member_cache) > self._cache_size:
             self._member_cache.popitem(last=False)
 
-    async def load_aggregates(self, ids: Sequence[str]) -> dict[str, Aggregate]:
-        """Copies of the stored documents: from this writer's cache of what it last stored, else read
-        (an `$in` read is a full scan on FerretDB 1.24; the cache makes it once per document)."""
-        found = {i: self._cached_aggregates[i].copy() for i in ids if i in self._cached_aggregates}
+    async def load_sheets(self, ids: Sequence[str]) -> dict[str, Sheet]:
+        """Copies of the stored sheets: from this writer's cache of what it last stored, else read
+        (an `$in` read is a full scan on FerretDB 1.24; the cache makes it once per sheet)."""
+        found = {i: self._cached_sheets[i].copy() for i in ids if i in self._cached_sheets}
         missing = [i for i in ids if i not in found]
         if missing:
             async for doc in self._aggregates.find({"_id": {"$in": missing}}):
-                aggregate = Aggregate.from_doc(doc)
-                self._cache_aggregate(aggregate)
-                found[aggregate.id] = aggregate.copy()
+                sheet = Sheet.from_doc(doc)
+                self._cache_sheet(sheet)
+                found[sheet.id] = sheet.copy()
         return found
 
-    async def save_aggregate(self, aggregate: Aggregate) -> bool:
-        doc = aggregate.to_doc()
-        doc["v"] = aggregate.version + 1
+    async def save_sheet(self, sheet: Sheet) -> bool:
+        doc = sheet.to_doc()
+        doc["v"] = sheet.version + 1
         doc["updated_at"] = datetime.now(UTC)
         # Whatever happens below, the cached copy may no longer be what is stored.
-        self._cached_aggregates.pop(aggregate.id, None)
-        if aggregate.version == 0:
+        self._cached_sheets.pop(sheet.id, None)
+        if sheet.version == 0:
             try:
                 await self._aggregates.insert_one(doc)
             except DuplicateKeyError:
                 return False
         else:
-            result = await self._aggregates.replace_one({"_id": aggregate.id, "v": aggregate.version}, doc)
+            result = await self._aggregates.replace_one({"_id": sheet.id, "v": sheet.version}, doc)
             if result.matched_count != 1:
                 return False  # another writer got there first (e.g. after a rebalance): reload
-        aggregate.version += 1
-        self._cache_aggregate(aggregate.copy())
+        sheet.version += 1
+        self._cache_sheet(sheet.copy())
         return True
 
-    def _cache_aggregate(self, aggregate: Aggregate) -> None:
-        self._cached_aggregates[aggregate.id] = aggregate
-        self._cached_aggregates.move_to_end(aggregate.id)
-        if len(self._cached_aggregates) > self._aggregate_cache_size:
-            self._cached_aggregates.popitem(last=False)
+    async def load_aggregates(self, ids: Sequence[str]) -> dict[str, Aggregate]:
+        return aggregates_in(await self.load_sheets(list({sheet_id(i) for i in ids})), ids)
+
+    def _cache_sheet(self, sheet: Sheet) -> None:
+        self._cached_sheets[sheet.id] = sheet
+        self._cached_sheets.move_to_end(sheet.id)
+        if len(self._cached_sheets) > self._sheet_cache_size:
+            self._cached_sheets.popitem(last=False)
 
     async def note_days(self, days: dict[tuple[str, str], datetime]) -> None:
         new = {k: v for k, v in days.items() if k not in self._noted_days}

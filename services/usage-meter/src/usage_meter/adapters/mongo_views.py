@@ -12,6 +12,7 @@ from pydantic import AwareDatetime, TypeAdapter
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from ..domain.model import sheet_aggregate_docs
 from .mongo_store import (
     AGGREGATES,
     CLOSE_REQUESTS,
@@ -51,15 +52,17 @@ class MongoUsageViews:
     async def aggregates(
         self, tenant_id: str, kind: str, first: str, last: str, meter: str | None = None
     ) -> list[Doc]:
+        """The aggregates of a tenant's periods in [first, last], one document per meter
+        (`aggregate_doc`), ordered by period and meter."""
         query: Doc = {"tenant_id": tenant_id, "kind": kind, "period": {"$gte": first, "$lte": last}}
-        if meter:
-            query["meter"] = meter
-        docs = [d async for d in self._db[AGGREGATES].find(query, {"pos": 0})]
-        return sorted(docs, key=lambda d: (d["period"], d["meter"]))
+        docs = [d async for sheet in self._db[AGGREGATES].find(query) for d in sheet_aggregate_docs(sheet)]
+        wanted = [d for d in docs if meter in (None, d["meter"])]
+        return sorted(wanted, key=lambda d: (d["period"], d["meter"]))
 
     async def total(self, tenant_id: str, meter: str) -> Decimal:
-        doc = await self._db[AGGREGATES].find_one({"_id": f"t|{tenant_id}|all|{meter}"}, {"quantity": 1})
-        return Decimal(doc["quantity"]) if doc else Decimal(0)
+        sheet = await self._db[AGGREGATES].find_one({"_id": f"t|{tenant_id}|all"})
+        part = sheet["meters"].get(meter) if sheet else None
+        return Decimal(part["quantity"]) if part else Decimal(0)
 
     async def day_status(self, tenant_id: str, days: Sequence[str]) -> dict[str, Doc]:
         ids = [f"{tenant_id}|{d}" for d in days]

@@ -7,14 +7,15 @@ Why it is exactly once under at-least-once delivery (redelivery, duplicates, cra
   a duplicate and is only counted.
 - One Kafka record may carry many events (a bulk batch): they share the record's stamp, and all of
   them are folded into a document in the same write, so the stamp still says "in or not".
-- Each aggregate document stores, per partition, the highest offset it has applied, and is replaced
-  as a whole in one version-guarded write. An effective delivery is folded into a document only if
-  its offset is above that position. Records of one partition are applied in offset order and a batch
-  is committed to Kafka only after every document is written, so everything at or below the position
-  is already in the document, and everything above it is not.
+- Each aggregate stores, per partition, the highest offset it has applied. The aggregates of one
+  tenant × period (every meter's) are one document, a sheet, replaced as a whole in one
+  version-guarded write. An effective delivery is folded into an aggregate only if its offset is
+  above that position. Records of one partition are applied in offset order and a batch is committed
+  to Kafka only after every sheet is written, so everything at or below the position is already in
+  the aggregate, and everything above it is not.
 - Unique users/projects are insert-only set members stamped the same way: an insert that succeeds,
   or a member owned by a delivery in this batch (the crash window), adds one to the counter, again
-  guarded by the document's position.
+  guarded by the aggregate's position.
 - Payload chunks (what export reads) are insert-only with deterministic ids, one per record and
   day, holding the events that record owns: written beside the aggregates, again by a redelivery.
 A crash between any two writes therefore leaves a state from which redelivering the uncommitted
@@ -32,7 +33,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from ..domain.model import Aggregate, Delivery, Folded, Stamp, aggregate_ids, day_start, member_key
+from ..domain.model import (
+    Aggregate,
+    Delivery,
+    Folded,
+    Sheet,
+    Stamp,
+    aggregate_ids,
+    day_start,
+    member_key,
+    sheet_id,
+)
 from .ports import UsageStore
 
 log = logging.getLogger(__name__)
@@ -171,7 +182,11 @@ class UsageIngestor:
         await self._store.note_days(days)
         result.seconds["members"] = time.perf_counter() - started
         started = time.perf_counter()
-        aggregates = await self._store.load_aggregates(list(contributions))
+        # An aggregate is stored in its tenant × period's sheet, with the period's other meters.
+        by_sheet: dict[str, dict[str, list[_Group]]] = defaultdict(dict)
+        for agg_id, items in contributions.items():
+            by_sheet[sheet_id(agg_id)][agg_id] = items
+        sheets = await self._store.load_sheets(list(by_sheet))
         if self._crash_after is None:
             # Distinct documents, one writer each: their writes can go out together, a few at a time.
             # FerretDB 1.24 holds one pooled PostgreSQL connection per update while it takes a second
@@ -179,53 +194,68 @@ class UsageIngestor:
             # forever. A few at a time is as fast and leaves room for the other services.
             slots = asyncio.Semaphore(self._concurrent_writes)
 
-            async def save(agg_id: str, items: list[_Group]) -> int:
+            async def save(sheet: str, items: dict[str, list[_Group]]) -> int:
                 async with slots:
-                    return await self._save(agg_id, items, aggregates, counters)
+                    return await self._save(sheet, items, sheets, counters)
 
-            saved = await asyncio.gather(*(save(agg_id, items) for agg_id, items in contributions.items()))
+            saved = await asyncio.gather(*(save(sheet, items) for sheet, items in by_sheet.items()))
             result.documents = sum(saved)
         else:
-            for agg_id, items in contributions.items():
+            for sheet, items in by_sheet.items():
                 if result.documents >= self._crash_after:
                     raise CrashForTest(f"crash after {result.documents} aggregate writes")
-                result.documents += await self._save(agg_id, items, aggregates, counters)
+                result.documents += await self._save(sheet, items, sheets, counters)
         result.seconds["aggregates"] = time.perf_counter() - started
 
     async def _save(
         self,
-        agg_id: str,
-        groups: list[_Group],
-        aggregates: dict[str, Aggregate],
+        sheet_key: str,
+        contributions: dict[str, list[_Group]],
+        sheets: dict[str, Sheet],
         counters: dict[tuple[str, Stamp], list[str]],
     ) -> int:
-        """Fold the deliveries not yet in the document into it and store it; 1 if written."""
+        """Fold the deliveries not yet in each of the sheet's aggregates into it and store the sheet;
+        1 if written."""
         for _attempt in range(5):
-            agg = aggregates.get(agg_id) or Aggregate(agg_id)
-            positions = agg.positions  # agg.applied(stamp), inlined: once per event and document
-            whole: list[Folded] = []
-            pending: list[Delivery] = []  # of groups partly applied already (a crash's redelivery)
-            for group in groups:
-                folded = group.folded()
-                if all(offset > positions.get(p, -1) for p, offset in folded.first.items()):
-                    whole.append(folded)
-                else:
-                    pending.extend(d for d in group.deliveries if d.offset > positions.get(d.partition, -1))
-            if not whole and not pending:
+            sheet = sheets.get(sheet_key) or Sheet(sheet_key)
+            changed = False
+            for agg_id, groups in contributions.items():
+                agg = sheet.aggregates.get(agg_id) or Aggregate(agg_id)
+                if self._fold(agg, groups, counters):
+                    sheet.aggregates[agg_id] = agg
+                    changed = True
+            if not changed:
                 return 0
-            # A record's new members count once, however many of its events are here.
-            stamps = {d.stamp for d in pending}.union(*(f.stamps for f in whole))
-            for folded in whole:
-                agg.add_folded(folded)
-            if pending:
-                agg.add_all(pending)
-            agg.add_counters([c for stamp in stamps for c in counters.get((agg_id, stamp), ())])
-            if await self._store.save_aggregate(agg):
+            if await self._store.save_sheet(sheet):
                 return 1
-            log.warning("aggregate changed by another writer; reloading", extra={"fields": {"id": agg_id}})
-            aggregates.pop(agg_id, None)
-            aggregates.update(await self._store.load_aggregates([agg_id]))
-        raise RuntimeError(f"aggregate {agg_id} kept changing under this writer")
+            log.warning("sheet changed by another writer; reloading", extra={"fields": {"id": sheet_key}})
+            sheets.pop(sheet_key, None)
+            sheets.update(await self._store.load_sheets([sheet_key]))
+        raise RuntimeError(f"aggregate sheet {sheet_key} kept changing under this writer")
+
+    @staticmethod
+    def _fold(agg: Aggregate, groups: list[_Group], counters: dict[tuple[str, Stamp], list[str]]) -> bool:
+        """Add to `agg` the deliveries above its positions, and the new set members their records
+        own; False when it holds all of them already."""
+        positions = agg.positions  # agg.applied(stamp), inlined: once per event and document
+        whole: list[Folded] = []
+        pending: list[Delivery] = []  # of groups partly applied already (a crash's redelivery)
+        for group in groups:
+            folded = group.folded()
+            if all(offset > positions.get(p, -1) for p, offset in folded.first.items()):
+                whole.append(folded)
+            else:
+                pending.extend(d for d in group.deliveries if d.offset > positions.get(d.partition, -1))
+        if not whole and not pending:
+            return False
+        # A record's new members count once, however many of its events are here.
+        stamps = {d.stamp for d in pending}.union(*(f.stamps for f in whole))
+        for folded in whole:
+            agg.add_folded(folded)
+        if pending:
+            agg.add_all(pending)
+        agg.add_counters([c for stamp in stamps for c in counters.get((agg.id, stamp), ())])
+        return True
 
 
 @dataclass

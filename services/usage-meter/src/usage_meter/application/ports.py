@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from ..domain.model import Aggregate, Delivery, Stamp
+from ..domain.model import Aggregate, Delivery, Sheet, Stamp
 
 
 class UsageStore(Protocol):
@@ -27,11 +27,17 @@ class UsageStore(Protocol):
         """Insert set members `key -> (tenant, stamp)` (insert-only); returns each key's owning stamp."""
         ...
 
-    async def load_aggregates(self, ids: Sequence[str]) -> dict[str, Aggregate]: ...
+    async def load_sheets(self, ids: Sequence[str]) -> dict[str, Sheet]:
+        """Copies of the stored sheets among `ids` (absent: none stored yet)."""
+        ...
 
-    async def save_aggregate(self, aggregate: Aggregate) -> bool:
-        """Store `aggregate` if the stored version is still `aggregate.version` (then bump it);
-        False when another writer got there first."""
+    async def save_sheet(self, sheet: Sheet) -> bool:
+        """Store `sheet` if the stored version is still `sheet.version` (0: none stored), then bump
+        it; False when another writer got there first."""
+        ...
+
+    async def load_aggregates(self, ids: Sequence[str]) -> dict[str, Aggregate]:
+        """The stored aggregates among `ids`, read from their sheets (tests and reconciliation)."""
         ...
 
     async def note_days(self, days: dict[tuple[str, str], datetime]) -> None:

@@ -163,6 +163,11 @@ def aggregate_ids(entry: UsageEntry) -> list[str]:
     return ids
 
 
+def sheet_id(aggregate_id: str) -> str:
+    """The stored document (`Sheet`) an aggregate lives in: its tenant × period, `kind|tenant|period`."""
+    return aggregate_id.rpartition("|")[0]
+
+
 def member_key(aggregate_id: str, kind: str, member: str) -> str:
     """Key of a set member of an aggregate's period: kind `u` (user) or `p` (project)."""
     return f"{aggregate_id}|{kind}|{member}"
@@ -255,7 +260,6 @@ class Aggregate:
     unique_projects: int = 0
     groups: dict[str, dict[str, GroupTotal]] = field(default_factory=dict)
     positions: dict[int, int] = field(default_factory=dict)
-    version: int = 0
 
     def applied(self, stamp: Stamp) -> bool:
         return stamp[1] <= self.positions.get(stamp[0], -1)
@@ -309,20 +313,14 @@ class Aggregate:
                 for dim, values in self.groups.items()
             },
             positions=dict(self.positions),
-            version=self.version,
         )
 
     def totals(self) -> tuple[Decimal, Decimal, int, int, int]:
         return (self.quantity, self.cost, self.events, self.unique_users, self.unique_projects)
 
-    def to_doc(self) -> dict[str, Any]:
-        kind, tenant, period, meter = parse_aggregate_id(self.id)
+    def to_part(self) -> dict[str, Any]:
+        """What a sheet stores of this aggregate (under its meter)."""
         return {
-            "_id": self.id,
-            "tenant_id": tenant,
-            "kind": kind,
-            "period": period,
-            "meter": meter,
             "quantity": decimal_text(self.quantity),
             "cost": decimal_text(self.cost),
             "events": self.events,
@@ -341,25 +339,92 @@ class Aggregate:
                 separators=(",", ":"),
             ),
             "pos": {str(p): o for p, o in self.positions.items()},
+        }
+
+    def to_doc(self) -> dict[str, Any]:
+        """The aggregate as the read side sees it (`aggregate_doc`): its part with its id's fields."""
+        return aggregate_doc(self.id, self.to_part())
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Aggregate:
+        """From `to_doc`'s form, or a per-meter document stored before sheets (the same fields)."""
+        return cls.from_part(doc["_id"], doc)
+
+    @classmethod
+    def from_part(cls, aggregate_id: str, part: dict[str, Any]) -> Aggregate:
+        return cls(
+            id=aggregate_id,
+            quantity=Decimal(part["quantity"]),
+            cost=Decimal(part["cost"]),
+            events=int(part["events"]),
+            unique_users=int(part["unique_users"]),
+            unique_projects=int(part["unique_projects"]),
+            groups={
+                dim: {g["k"]: GroupTotal(Decimal(g["q"]), Decimal(g["c"]), int(g["n"])) for g in values}
+                for dim, values in groups_of(part).items()
+            },
+            positions={int(p): int(o) for p, o in part.get("pos", {}).items()},
+        )
+
+
+def aggregate_doc(aggregate_id: str, part: dict[str, Any]) -> dict[str, Any]:
+    """One aggregate as the read side sees it, whatever it is stored in: `_id`, tenant_id, kind,
+    period and meter, with the part's totals, groups and positions."""
+    kind, tenant, period, meter = parse_aggregate_id(aggregate_id)
+    return {"_id": aggregate_id, "tenant_id": tenant, "kind": kind, "period": period, "meter": meter, **part}
+
+
+@dataclass
+class Sheet:
+    """The aggregates of one tenant × period, of every meter, stored as one document and replaced
+    as a whole by its single writer, guarded by `version`. A record's events usually span several
+    meters of one tenant, and FerretDB 1.24 replaces a three-meter sheet for about what one meter's
+    document cost (measured: 1.0 against 2.4 ms of CPU per meter aggregate written, database and
+    client). Each aggregate keeps its own positions, so folding stays exact per aggregate."""
+
+    id: str
+    aggregates: dict[str, Aggregate] = field(default_factory=dict)  # by aggregate id
+    version: int = 0
+
+    def copy(self) -> Sheet:
+        return Sheet(self.id, {i: a.copy() for i, a in self.aggregates.items()}, self.version)
+
+    def to_doc(self) -> dict[str, Any]:
+        kind, tenant, period = self.id.split("|")
+        return {
+            "_id": self.id,
+            "tenant_id": tenant,
+            "kind": kind,
+            "period": period,
+            "meters": {parse_aggregate_id(i)[3]: a.to_part() for i, a in self.aggregates.items()},
             "v": self.version,
         }
 
     @classmethod
-    def from_doc(cls, doc: dict[str, Any]) -> Aggregate:
+    def from_doc(cls, doc: dict[str, Any]) -> Sheet:
         return cls(
             id=doc["_id"],
-            quantity=Decimal(doc["quantity"]),
-            cost=Decimal(doc["cost"]),
-            events=int(doc["events"]),
-            unique_users=int(doc["unique_users"]),
-            unique_projects=int(doc["unique_projects"]),
-            groups={
-                dim: {g["k"]: GroupTotal(Decimal(g["q"]), Decimal(g["c"]), int(g["n"])) for g in values}
-                for dim, values in groups_of(doc).items()
+            aggregates={
+                f"{doc['_id']}|{meter}": Aggregate.from_part(f"{doc['_id']}|{meter}", part)
+                for meter, part in doc["meters"].items()
             },
-            positions={int(p): int(o) for p, o in doc.get("pos", {}).items()},
-            version=int(doc.get("v", 0)),
+            version=int(doc["v"]),
         )
+
+
+def aggregates_in(sheets: dict[str, Sheet], ids: Iterable[str]) -> dict[str, Aggregate]:
+    """The aggregates among `ids` that `sheets` (by sheet id) hold."""
+    found: dict[str, Aggregate] = {}
+    for aggregate_id in ids:
+        sheet = sheets.get(sheet_id(aggregate_id))
+        if sheet is not None and aggregate_id in sheet.aggregates:
+            found[aggregate_id] = sheet.aggregates[aggregate_id]
+    return found
+
+
+def sheet_aggregate_docs(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """A stored sheet as the read side sees it: one `aggregate_doc` per meter."""
+    return [aggregate_doc(f"{doc['_id']}|{meter}", part) for meter, part in doc["meters"].items()]
 
 
 def groups_of(doc: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
