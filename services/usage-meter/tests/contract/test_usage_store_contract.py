@@ -149,9 +149,10 @@ async def test_a_batch_writes_one_sheet_per_tenant_and_period_for_all_its_meters
 
 
 @pytest.mark.integration
-async def test_a_writer_whose_cached_aggregate_went_stale_reloads_it(infra: Infra) -> None:
-    """After a rebalance another consumer may write an aggregate this one has cached: the version
-    guard refuses the stale write and the ingestor's reload reads the newer document."""
+async def test_a_writer_whose_cached_sheet_went_stale_reloads_it(infra: Infra) -> None:
+    """After a rebalance another consumer may write a sheet this one has cached, to another meter:
+    the version guard refuses the stale write and the ingestor's reload reads the newer sheet, so
+    neither meter loses anything."""
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(infra.mongodb_uri, tz_aware=True)
     db = client[f"test_usage_store_{uuid.uuid4().hex[:8]}"]
     try:
@@ -159,11 +160,15 @@ async def test_a_writer_whose_cached_aggregate_went_stale_reloads_it(infra: Infr
         close = timedelta(hours=1)
         await UsageIngestor(first, day_close_after=close).apply([Delivery(0, 1, entry(1))])
         await UsageIngestor(second, day_close_after=close).apply([Delivery(0, 2, entry(2))])
+        await UsageIngestor(second, day_close_after=close).apply([Delivery(1, 4, entry(4, meter="requests"))])
         await UsageIngestor(first, day_close_after=close).apply([Delivery(0, 3, entry(3))])
         fresh = MongoUsageStore(db)
-        agg_id = "d|acme|2026-11-27|tokens_in"
-        stored = (await fresh.load_aggregates([agg_id]))[agg_id]
-        assert (stored.quantity, stored.events, stored.positions) == (Decimal(6), 3, {0: 3})
+        tokens, requests = "d|acme|2026-11-27|tokens_in", "d|acme|2026-11-27|requests"
+        stored = await fresh.load_aggregates([tokens, requests])
+        assert (stored[tokens].quantity, stored[tokens].events) == (Decimal(6), 3)
+        assert stored[tokens].positions == {0: 3}
+        assert (stored[requests].quantity, stored[requests].positions) == (Decimal(4), {1: 4})
+        assert (await fresh.load_sheets(["d|acme|2026-11-27"]))["d|acme|2026-11-27"].version == 4
     finally:
         await client.drop_database(db.name)
         await client.close()

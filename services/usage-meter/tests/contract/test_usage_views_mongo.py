@@ -285,18 +285,24 @@ async def test_per_meter_aggregates_stored_before_sheets_are_copied_once(
     legacy["t|acme|all|storage_mb"] = Aggregate("t|acme|all|storage_mb")
     legacy["t|acme|all|storage_mb"].add(entries[2], (0, 2))
     await db[LEGACY_AGGREGATES].insert_many([{**a.to_doc(), "v": 3} for a in legacy.values()])
-    # An earlier run was interrupted after writing one sheet: it is left as it is.
+    # An earlier run was interrupted after writing one sheet, which a consumer then changed: it is
+    # left as it is.
     first = "d|globex|2026-11-27|tokens_in"
-    early = Sheet("d|globex|2026-11-27", {first: legacy[first]})
-    await db[AGGREGATES].insert_one({**early.to_doc(), "v": 1})
+    early = Sheet("d|globex|2026-11-27", {first: legacy[first].copy()}, version=2)
+    early.aggregates[first].add(metered(8, "globex", "tokens_in", 1), (1, 5))
+    await db[AGGREGATES].insert_one(early.to_doc())
 
-    assert await migrate_legacy_aggregates(db) == len(legacy) == 9
+    assert len(legacy) == 9
+    assert await migrate_legacy_aggregates(db) == 8  # all but the one in the sheet found stored
     assert await migrate_legacy_aggregates(db) == 0  # once per database
     assert await db[AGGREGATES].count_documents({}) == 5
     stored = await MongoUsageStore(db).load_aggregates(list(legacy))
+    expected = {**legacy, first: early.aggregates[first]}
     assert {i: (comparable(a), a.positions) for i, a in stored.items()} == {
-        i: (comparable(a), a.positions) for i, a in legacy.items()
+        i: (comparable(a), a.positions) for i, a in expected.items()
     }
+    assert stored[first].positions == {0: 3, 1: 5}
+    assert (await MongoUsageStore(db).load_sheets([early.id]))[early.id].version == 2
     docs = await v.aggregates("acme", "m", "2026-11", "2026-11")
     assert [(d["meter"], d["quantity"], d["unique_users"]) for d in docs] == [
         ("storage_mb", "7", 1),
@@ -309,3 +315,22 @@ async def test_per_meter_aggregates_stored_before_sheets_are_copied_once(
     await ingestor.apply([Delivery(0, 1, entries[1]), Delivery(0, 9, metered(9, "acme", "tokens_out", 5))])
     tokens_out = (await v.aggregates("acme", "d", "2026-11-27", "2026-11-27", "tokens_out"))[0]
     assert (tokens_out["quantity"], tokens_out["events"]) == ("9", 2)
+
+
+async def test_a_per_meter_aggregate_written_after_the_copy_is_reported(
+    views: tuple[MongoUsageViews, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A consumer of the version before sheets that kept running after the copy: its write is not
+    in the sheets, and every start says so."""
+    _, db = views
+    assert await migrate_legacy_aggregates(db) == 0
+    with caplog.at_level("ERROR"):
+        assert await migrate_legacy_aggregates(db) == 0
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    late = Aggregate("d|acme|2026-11-27|requests")
+    late.add(metered(1, "acme", "requests", 1), (0, 1))
+    await db[LEGACY_AGGREGATES].insert_one({**late.to_doc(), "v": 1, "updated_at": datetime.now(UTC)})
+    with caplog.at_level("ERROR"):
+        assert await migrate_legacy_aggregates(db) == 0
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "not counted" in errors[0].getMessage()

@@ -97,6 +97,8 @@ def test_a_sheet_round_trips_and_reads_as_one_document_per_meter() -> None:
         assert back.aggregates[agg.id].positions == agg.positions
     # What the read side sees: the documents the aggregates were stored as, one per meter.
     assert sorted(sheet_aggregate_docs(doc), key=lambda d: d["_id"]) == [requests.to_doc(), tokens.to_doc()]
+    before = (comparable(tokens), dict(tokens.positions))
     copy = sheet.copy()
     copy.aggregates[tokens.id].add(DELIVERIES[0].entry, (5, 1))
-    assert comparable(sheet.aggregates[tokens.id]) == comparable(tokens) and 5 not in tokens.positions
+    assert comparable(copy.aggregates[tokens.id]) != before[0]
+    assert (comparable(sheet.aggregates[tokens.id]), sheet.aggregates[tokens.id].positions) == before

@@ -52,8 +52,8 @@ class InMemoryUsageStore:
 
     @property
     def aggregates(self) -> dict[str, Aggregate]:
-        """Every stored aggregate, by id (tests)."""
-        return {i: a for sheet in self.sheets.values() for i, a in sheet.aggregates.items()}
+        """Copies of every stored aggregate, by id (tests)."""
+        return {i: a.copy() for sheet in self.sheets.values() for i, a in sheet.aggregates.items()}
 
     async def note_days(self, days: dict[tuple[str, str], datetime]) -> None:
         for key, close_after in days.items():

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import zlib
 from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
@@ -64,6 +65,8 @@ QUOTA_STATES = "quota_states"
 WATERMARKS = "consumer_watermarks"
 MIGRATIONS = "usage_migrations"
 CLOSE_REQUESTS = "day_close_requests"  # days an operator asked to close before their window ends
+
+log = logging.getLogger(__name__)
 
 Doc = dict[str, Any]
 
@@ -127,8 +130,19 @@ async def migrate_legacy_aggregates(db: AsyncDatabase[Doc]) -> int:
     stored one document per meter (`usage_aggregates`) into sheets, one tenant at a time. Idempotent:
     a sheet is built from all of its period's documents and inserted, so one found stored came from
     the same documents (an interrupted run) and is left; a marker records completion. The documents
-    copied stay where they are. Returns the aggregates copied."""
-    if await db[MIGRATIONS].find_one({"_id": SHEETS_MIGRATION}):
+    copied stay where they are. Returns the aggregates copied by this call.
+
+    Once done, a per-meter document written after the copy (a consumer of the version before still
+    running) is logged as an error: its change is not in the sheets."""
+    marker = await db[MIGRATIONS].find_one({"_id": SHEETS_MIGRATION})
+    if marker:
+        late = await db[LEGACY_AGGREGATES].count_documents({"updated_at": {"$gt": marker["at"]}})
+        if late:
+            log.error(
+                "per-meter aggregates written after they were copied into sheets: their changes are "
+                "not counted (stop consumers of the version before aggregate sheets before upgrading)",
+                extra={"fields": {"documents": late}},
+            )
         return 0
     copied = 0
     for tenant in await db[LEGACY_AGGREGATES].distinct("tenant_id"):
@@ -137,9 +151,9 @@ async def migrate_legacy_aggregates(db: AsyncDatabase[Doc]) -> int:
             aggregate = Aggregate.from_doc(doc)
             sheet = sheets.setdefault(sheet_id(aggregate.id), Sheet(sheet_id(aggregate.id)))
             sheet.aggregates[aggregate.id] = aggregate
-            copied += 1
         docs = [{**sheet.to_doc(), "v": 1, "updated_at": datetime.now(UTC)} for sheet in sheets.values()]
-        await _insert_new(db[AGGREGATES], docs)
+        stored_before = set(await _insert_new(db[AGGREGATES], docs))
+        copied += sum(len(s.aggregates) for i, s in sheets.items() if i not in stored_before)
     await _insert_new(db[MIGRATIONS], [{"_id": SHEETS_MIGRATION, "at": datetime.now(UTC), "copied": copied}])
     return copied
 

@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 class BatchResult:
     effective: int = 0
     duplicates: int = 0
-    documents: int = 0
+    documents: int = 0  # aggregate sheets written
     tenants: set[str] = field(default_factory=set)
     seconds: dict[str, float] = field(default_factory=dict)  # time per stage (ledger, members, aggregates)
 

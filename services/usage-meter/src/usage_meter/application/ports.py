@@ -37,7 +37,8 @@ class UsageStore(Protocol):
         ...
 
     async def load_aggregates(self, ids: Sequence[str]) -> dict[str, Aggregate]:
-        """The stored aggregates among `ids`, read from their sheets (tests and reconciliation)."""
+        """The stored aggregates among `ids`, read from their sheets (what tests compare with the
+        ground truth)."""
         ...
 
     async def note_days(self, days: dict[tuple[str, str], datetime]) -> None:

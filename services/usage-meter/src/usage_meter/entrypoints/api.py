@@ -372,7 +372,7 @@ METRICS: list[tuple[str, str, str, Any]] = [
     (
         "usage_aggregate_writes_total",
         "counter",
-        "Aggregate documents written.",
+        "Aggregate sheets written (one document per tenant × period, all its meters).",
         lambda s: s.consumer.stats.aggregate_writes,
     ),
     (
