@@ -180,6 +180,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             # Phase 2: lag at a steady rate the consumer sustains (phase 1 measures a backlog draining).
             for each in stats:
                 await each.get("/v1/admin/usage/ingest-stats", params={"reset_lag": "true"})
+            cpu_before_steady = cpu_seconds(procs)
             paced = 0
             per_tick = max(1, args.lag_rate // 10)  # every 100 ms, in requests of at most args.batch
             sizes = [args.batch] * (per_tick // args.batch) + (
@@ -211,6 +212,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await poster.close()
             paced_s = time.perf_counter() - paced_started  # longer than planned if the API fell behind
             steady = await wait_applied(stats, total + paced, 300)
+            cpu_steady = {
+                k: round(v - cpu_before_steady.get(k, 0.0), 2) for k, v in cpu_seconds(procs).items()
+            }
             month = datetime.now(UTC).strftime("%Y-%m")
             mismatches = 0
             for tenant in tenants:
@@ -258,6 +262,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "achieved_events_per_s": round(paced / paced_s),
             "events": paced,
             "lag_ms": steady["lag_ms"],
+            # What the consumer did in this phase alone: batch sizes and where their time went.
+            "consumer": steady_consumer(applied, steady),
+            "cpu_seconds": cpu_steady,
         },
         "consumer": {
             k: applied[k] for k in ("batches", "applied", "duplicates", "aggregate_writes", "stage_seconds")
@@ -384,6 +391,20 @@ async def wait_assigned(clients: list[httpx.AsyncClient], timeout_s: float) -> N
             return
         assert time.monotonic() < deadline, f"consumer group never settled: {held}"
         await asyncio.sleep(0.3)
+
+
+def steady_consumer(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """The consumer's counters between two `wait_applied` readings."""
+    batches = after["batches"] - before["batches"]
+    applied = after["applied"] - before["applied"]
+    return {
+        "batches": batches,
+        "events_per_batch": round(applied / batches) if batches else None,
+        "aggregate_writes": after["aggregate_writes"] - before["aggregate_writes"],
+        "stage_seconds": {
+            k: round(v - before["stage_seconds"].get(k, 0.0), 3) for k, v in after["stage_seconds"].items()
+        },
+    }
 
 
 async def wait_applied(clients: list[httpx.AsyncClient], total: int, timeout_s: float) -> dict[str, Any]:
