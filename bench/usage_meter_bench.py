@@ -180,7 +180,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             # Phase 2: lag at a steady rate the consumer sustains (phase 1 measures a backlog draining).
             for each in stats:
                 await each.get("/v1/admin/usage/ingest-stats", params={"reset_lag": "true"})
-            cpu_before_steady = cpu_seconds(procs)
             paced = 0
             per_tick = max(1, args.lag_rate // 10)  # every 100 ms, in requests of at most args.batch
             sizes = [args.batch] * (per_tick // args.batch) + (
@@ -197,6 +196,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     paced += size
                 ticks.append(bodies)
             posters = [KeepAlivePoster(port, headers) for _ in sizes]
+            cpu_before_steady = cpu_seconds(procs)  # after the bodies are built
             tick = paced_started = time.perf_counter()
             for bodies in ticks:
                 answers = await asyncio.gather(
