@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from typing import Any
 
 import httpx
 import pytest
@@ -99,27 +100,34 @@ def test_sign_in_create_invite_build_and_read_back(system: System) -> None:
     # The tenant's view counts the project once the gateway consumed ProjectCreated from Kafka.
     eventually(lambda: owner.get(f"/v1/tenants/{tenant_id}").json()["current_usage"]["projects"] == 1)
 
-    # The events are on the registry topic, in the envelope, keyed by tenant.
-    records = asyncio.run(
-        read_topic(
-            system.infra.kafka_bootstrap_servers, system.topic("ailab.registry.events"), until=1, timeout_s=10
-        )
-    )
-    mine = [json.loads(r.value or b"") for r in records if r.key == tenant_id.encode()]
-    types = [e["event_type"] for e in mine]
-    assert {"registry.ProjectCreated", "registry.AgentCreated", "registry.AgentVersionPublished"} <= set(
-        types
-    )
+    # The events are on the registry topic, in the envelope, keyed by tenant. The outbox relay
+    # publishes them after the answers, so the last one may still be on its way: read until it is in.
+    wanted = {"registry.ProjectCreated", "registry.AgentCreated", "registry.AgentVersionPublished"}
+    seen: list[str] = []
+
+    def registry_events() -> list[dict[str, Any]] | None:
+        topic = system.topic("ailab.registry.events")
+        records = asyncio.run(read_topic(system.infra.kafka_bootstrap_servers, topic, until=1, timeout_s=10))
+        events = [json.loads(r.value or b"") for r in records if r.key == tenant_id.encode()]
+        seen[:] = [e["event_type"] for e in events]
+        return events if wanted <= set(seen) else None
+
+    mine: list[dict[str, Any]] = eventually(registry_events, describe=lambda: seen)
     for event in mine:
         assert ENVELOPE_FIELDS <= set(event)
         assert event["tenant_id"] == tenant_id and event["producer"] == "agent-registry"
-    tenancy = asyncio.run(
-        read_topic(
-            system.infra.kafka_bootstrap_servers, system.topic("ailab.tenancy.events"), until=1, timeout_s=10
-        )
-    )
-    tenancy_types = {json.loads(r.value or b"")["event_type"] for r in tenancy if r.key == tenant_id.encode()}
-    assert {"tenancy.TenantCreated", "tenancy.UserInvited", "tenancy.UserJoined"} <= tenancy_types
+    tenancy_wanted = {"tenancy.TenantCreated", "tenancy.UserInvited", "tenancy.UserJoined"}
+    tenancy_types: set[str] = set()
+
+    def tenancy_events() -> bool:
+        topic = system.topic("ailab.tenancy.events")
+        records = asyncio.run(read_topic(system.infra.kafka_bootstrap_servers, topic, until=1, timeout_s=10))
+        mine = [json.loads(r.value or b"") for r in records if r.key == tenant_id.encode()]
+        tenancy_types.clear()
+        tenancy_types.update(e["event_type"] for e in mine)
+        return tenancy_wanted <= tenancy_types
+
+    eventually(tenancy_events, describe=lambda: tenancy_types)
 
     # Audit: every mutating request is recorded and readable by the tenant admin.
     audit = owner.get(f"/v1/tenants/{tenant_id}/audit", params={"limit": 200}).json()["items"]
