@@ -25,7 +25,7 @@ from usage_meter.adapters.mongo_store import (
     migrate_legacy_ledger,
 )
 from usage_meter.adapters.mongo_views import MongoUsageViews
-from usage_meter.application.ingest import UsageIngestor
+from usage_meter.application.ingest import UsageIngestor, load_aggregates
 from usage_meter.domain.model import Aggregate, Delivery, Sheet, UsageEntry, comparable
 
 pytestmark = pytest.mark.integration
@@ -296,7 +296,7 @@ async def test_per_meter_aggregates_stored_before_sheets_are_copied_once(
     assert await migrate_legacy_aggregates(db) == 8  # all but the one in the sheet found stored
     assert await migrate_legacy_aggregates(db) == 0  # once per database
     assert await db[AGGREGATES].count_documents({}) == 5
-    stored = await MongoUsageStore(db).load_aggregates(list(legacy))
+    stored = await load_aggregates(MongoUsageStore(db), list(legacy))
     expected = {**legacy, first: early.aggregates[first]}
     assert {i: (comparable(a), a.positions) for i, a in stored.items()} == {
         i: (comparable(a), a.positions) for i, a in expected.items()

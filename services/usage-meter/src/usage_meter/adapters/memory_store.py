@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from ..domain.model import Aggregate, Delivery, Sheet, Stamp, aggregates_in, sheet_id
+from ..domain.model import Aggregate, Delivery, Sheet, Stamp
 
 
 class InMemoryUsageStore:
@@ -46,9 +46,6 @@ class InMemoryUsageStore:
         sheet.version += 1
         self.sheets[sheet.id] = sheet.copy()
         return True
-
-    async def load_aggregates(self, ids: Sequence[str]) -> dict[str, Aggregate]:
-        return aggregates_in(await self.load_sheets(list({sheet_id(i) for i in ids})), ids)
 
     @property
     def aggregates(self) -> dict[str, Aggregate]:

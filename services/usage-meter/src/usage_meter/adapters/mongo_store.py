@@ -48,7 +48,6 @@ from ..domain.model import (
     Sheet,
     Stamp,
     UsageEntry,
-    aggregates_in,
     sheet_id,
 )
 
@@ -522,9 +521,6 @@ class MongoUsageStore:
         sheet.version += 1
         self._cache_sheet(sheet.copy())
         return True
-
-    async def load_aggregates(self, ids: Sequence[str]) -> dict[str, Aggregate]:
-        return aggregates_in(await self.load_sheets(list({sheet_id(i) for i in ids})), ids)
 
     def _cache_sheet(self, sheet: Sheet) -> None:
         self._cached_sheets[sheet.id] = sheet

@@ -40,6 +40,7 @@ from ..domain.model import (
     Sheet,
     Stamp,
     aggregate_ids,
+    aggregates_in,
     day_start,
     member_key,
     sheet_id,
@@ -256,6 +257,12 @@ class UsageIngestor:
             agg.add_all(pending)
         agg.add_counters([c for stamp in stamps for c in counters.get((agg.id, stamp), ())])
         return True
+
+
+async def load_aggregates(store: UsageStore, ids: Sequence[str]) -> dict[str, Aggregate]:
+    """The stored aggregates among `ids`, read from their sheets (what tests and checks compare with
+    the ground truth)."""
+    return aggregates_in(await store.load_sheets(list({sheet_id(i) for i in ids})), ids)
 
 
 @dataclass

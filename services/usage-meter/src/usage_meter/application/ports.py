@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from ..domain.model import Aggregate, Delivery, Sheet, Stamp
+from ..domain.model import Delivery, Sheet, Stamp
 
 
 class UsageStore(Protocol):
@@ -34,11 +34,6 @@ class UsageStore(Protocol):
     async def save_sheet(self, sheet: Sheet) -> bool:
         """Store `sheet` if the stored version is still `sheet.version` (0: none stored), then bump
         it; False when another writer got there first."""
-        ...
-
-    async def load_aggregates(self, ids: Sequence[str]) -> dict[str, Aggregate]:
-        """The stored aggregates among `ids`, read from their sheets (what tests compare with the
-        ground truth)."""
         ...
 
     async def note_days(self, days: dict[tuple[str, str], datetime]) -> None:
