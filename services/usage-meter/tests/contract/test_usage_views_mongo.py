@@ -181,6 +181,21 @@ async def test_retention_deletes_old_ledger_entries_and_keeps_aggregates(
     assert await store.claim_ledger([Delivery(0, 3, usage(1, old))]) == {"ev-1": (0, 3)}
 
 
+async def test_retention_deletes_a_day_of_more_entries_than_one_delete_command_may_on_ferretdb(
+    views: tuple[MongoUsageViews, Any],
+) -> None:
+    """66,000 entries of an expired day: FerretDB 1.24 refuses to delete more than 65,535 documents
+    in one command, and retention used to fail there for good; it now deletes them in rounds."""
+    v, db = views
+    old_day = (T0 - timedelta(days=91)).date().isoformat()
+    entries = [{"_id": f"ev-{n}", "s": f"{old_day}|{n % 3}|{n // 3000}"} for n in range(66_000)]
+    for start in range(0, len(entries), 11_000):
+        await db["usage_ledger"].insert_many(entries[start : start + 11_000])
+    await db["usage_ledger"].insert_one({"_id": "ev-recent", "s": f"{T0.date().isoformat()}|0|1"})
+    assert await v.expire(T0 - timedelta(days=90)) == 66_000
+    assert [d["_id"] async for d in db["usage_ledger"].find({})] == ["ev-recent"]
+
+
 async def test_entries_stored_before_the_split_are_exported_and_expired(
     views: tuple[MongoUsageViews, Any],
 ) -> None:

@@ -12,6 +12,8 @@ from pydantic import AwareDatetime, TypeAdapter
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from ailab_runtime.mongo_server import delete_matching, is_ferretdb
+
 from ..domain.model import sheet_aggregate_docs
 from .mongo_store import (
     AGGREGATES,
@@ -193,12 +195,19 @@ class MongoUsageViews:
         payloads, and the unique-member records of periods that ended before it; aggregates are
         kept. Returns the number of events deleted."""
         cutoff = older_than.astimezone(UTC).date().isoformat()
-        result = await self._db[LEDGER].delete_many({"s": {"$lt": cutoff}})
-        legacy = await self._db[LEDGER].delete_many({"ts": {"$lt": older_than}})  # stored before the split
-        await self._db[LEDGER_CHUNKS].delete_many({"day": {"$lt": cutoff}})
-        await self._db[LEDGER_RECORDS].delete_many({"at": {"$lt": older_than}})
-        await self._db[MEMBERS].delete_many({"e": {"$lt": cutoff}})  # unique users/projects of past periods
-        return int(result.deleted_count) + int(legacy.deleted_count)
+        # A day's entries are far more than one delete command may remove on FerretDB: in rounds
+        # there (the ledger's by its stamp, which at most a record's events share).
+        ferretdb = await is_ferretdb(self._db)
+        events = await delete_matching(
+            self._db[LEDGER], {"s": {"$lt": cutoff}}, order_key="s", ferretdb=ferretdb
+        )
+        # Entries stored before the split.
+        events += await delete_matching(self._db[LEDGER], {"ts": {"$lt": older_than}}, ferretdb=ferretdb)
+        await delete_matching(self._db[LEDGER_CHUNKS], {"day": {"$lt": cutoff}}, ferretdb=ferretdb)
+        await delete_matching(self._db[LEDGER_RECORDS], {"at": {"$lt": older_than}}, ferretdb=ferretdb)
+        # Unique users/projects of past periods.
+        await delete_matching(self._db[MEMBERS], {"e": {"$lt": cutoff}}, ferretdb=ferretdb)
+        return events
 
     async def member_count(self, tenant_id: str) -> int:
         return int(await self._db[MEMBERS].count_documents({"tenant_id": tenant_id}))
