@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from ailab_contracts import EventEnvelope, EventRegistry
 
 from .eventstore import Commit, EventStore
+from .mongo_server import delete_matching
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class MongoPositionStore:
         await self._col.update_one({"_id": stream_id}, {"$set": {"version": version}}, upsert=True)
 
     async def clear(self) -> None:
-        await self._col.delete_many({})
+        await delete_matching(self._col, {})
 
 
 class InMemoryPositionStore:

@@ -20,9 +20,7 @@ async def test_delete_matching_in_rounds_deletes_every_match_and_nothing_else(
     await col.insert_many(
         [{"_id": f"d{n:03d}", "s": f"2026-01-{n // 3:02d}", "old": n < 40} for n in range(60)]
     )
-    deleted = await delete_matching(
-        col, {"old": True}, order_key="s", round_size=7, ferretdb=ferretdb_rounds
-    )
+    deleted = await delete_matching(col, {"old": True}, order_key="s", round_size=7, ferretdb=ferretdb_rounds)
     assert deleted == 40
     assert sorted([d["_id"] async for d in col.find({})]) == [f"d{n:03d}" for n in range(40, 60)]
     assert await delete_matching(col, {"old": True}, order_key="s", round_size=7) == 0

@@ -24,6 +24,7 @@ from ailab_contracts.events.datasets import (
     DatasetUpdated,
 )
 from ailab_contracts.events.usage import UsageRecorded
+from ailab_runtime.mongo_server import delete_matching
 from ailab_runtime.pagination import keyset_page
 from ailab_runtime.views import apply_versioned
 
@@ -113,7 +114,7 @@ class DatasetArtifactsProjection:
             await self._col.delete_one({"_id": path, "_version": {"$lt": meta.stream_version}})
 
     async def reset(self) -> None:
-        await self._col.delete_many({})
+        await delete_matching(self._col, {})
 
 
 def projections(db: Db) -> list[Any]:

@@ -13,6 +13,7 @@ from pymongo.errors import DuplicateKeyError
 
 from ailab_contracts import EventEnvelope
 from ailab_contracts.events.experiments import ExperimentCreated, ExperimentStarted, ExperimentUpdated
+from ailab_runtime.mongo_server import delete_matching
 from ailab_runtime.projections import Projection
 
 from ..domain.model import EventMeta
@@ -54,7 +55,7 @@ class ExperimentRunsProjection:
             pass  # a run request never changes: already projected
 
     async def reset(self) -> None:
-        await self._col.delete_many({})
+        await delete_matching(self._col, {})
 
 
 def experiment_projections(db: Db) -> Sequence[Projection]:

@@ -11,6 +11,7 @@ from pymongo.errors import DuplicateKeyError
 
 from ailab_contracts import EventEnvelope
 from ailab_contracts.events.registry import AgentVersionPublished
+from ailab_runtime.mongo_server import delete_matching
 
 from ..adapters.documents import ARTIFACTS
 from ..domain.model import EventMeta, artifact_documents, artifact_path
@@ -45,4 +46,4 @@ class ArtifactsProjection:
                 pass  # a version's files never change: already written by an earlier apply
 
     async def reset(self) -> None:
-        await self._col.delete_many({})
+        await delete_matching(self._col, {})

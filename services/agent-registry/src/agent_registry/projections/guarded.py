@@ -17,6 +17,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from ailab_contracts import EventEnvelope
+from ailab_runtime.mongo_server import delete_matching
 
 from ..domain.model import EventMeta
 
@@ -78,4 +79,4 @@ class GuardedStateView:
 
     async def reset(self) -> None:
         # delete, not drop: a drop would also remove the indexes created at start-up
-        await self._col.delete_many({})
+        await delete_matching(self._col, {})

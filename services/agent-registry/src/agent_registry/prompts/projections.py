@@ -23,6 +23,7 @@ from ailab_contracts.events.prompts import (
     PromptUpdated,
     PromptVersionCreated,
 )
+from ailab_runtime.mongo_server import delete_matching
 from ailab_runtime.projections import Projection
 
 from ..domain.model import EventMeta
@@ -83,7 +84,7 @@ class PromptVersionsProjection:
             )
 
     async def reset(self) -> None:
-        await self._col.delete_many({})
+        await delete_matching(self._col, {})
 
 
 def prompt_projections(db: AsyncDatabase[dict[str, Any]]) -> list[Projection]:

@@ -10,6 +10,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from ailab_contracts import EventEnvelope
 from ailab_contracts.events.billing import AccountStatusChanged, PlanChanged, UsageSyncStatusChanged
+from ailab_runtime.mongo_server import delete_matching
 from ailab_runtime.views import apply_versioned
 
 from .mongo_billing import ACCOUNTS, SYNC
@@ -41,7 +42,7 @@ class AccountsProjection:
         await apply_versioned(self._col, envelope.tenant_id, envelope.stream_version, fields, on_insert)
 
     async def reset(self) -> None:
-        await self._col.delete_many({})
+        await delete_matching(self._col, {})
 
 
 class SyncProjection:
@@ -66,4 +67,4 @@ class SyncProjection:
         )
 
     async def reset(self) -> None:
-        await self._col.delete_many({})
+        await delete_matching(self._col, {})

@@ -9,6 +9,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from ailab_contracts import EventEnvelope
 from ailab_contracts.events import tenancy as ev
+from ailab_runtime.mongo_server import delete_matching
 from ailab_runtime.views import apply_versioned
 
 
@@ -19,7 +20,7 @@ class TenantsView:
         self.col = db["tenants"]
 
     async def reset(self) -> None:
-        await self.col.delete_many({})
+        await delete_matching(self.col, {})
 
     async def apply(self, envelope: EventEnvelope, event: BaseModel) -> None:
         v, at = envelope.stream_version, envelope.occurred_at
@@ -52,7 +53,7 @@ class UsersView:
         self.col = db["users"]
 
     async def reset(self) -> None:
-        await self.col.delete_many({})
+        await delete_matching(self.col, {})
 
     async def apply(self, envelope: EventEnvelope, event: BaseModel) -> None:
         v, at = envelope.stream_version, envelope.occurred_at
@@ -84,7 +85,7 @@ class ApiKeysView:
         self.col = db["api_keys"]
 
     async def reset(self) -> None:
-        await self.col.delete_many({})
+        await delete_matching(self.col, {})
 
     async def apply(self, envelope: EventEnvelope, event: BaseModel) -> None:
         v, at = envelope.stream_version, envelope.occurred_at

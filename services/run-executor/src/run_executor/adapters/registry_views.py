@@ -52,6 +52,7 @@ from ailab_contracts.events.registry import (
 )
 from ailab_contracts.events.tenancy import TenantCreated, TenantUpdated
 from ailab_contracts.events.tools import ToolCreated, ToolDeleted, ToolUpdated
+from ailab_runtime.mongo_server import delete_matching
 from ailab_runtime.views import apply_versioned
 
 from ..application.ports import AgentRef, AgentVersionRef
@@ -295,7 +296,7 @@ class RegistryViews:
 
     async def reset(self) -> None:
         for name in VIEWS:
-            await self._db[name].delete_many({})
+            await delete_matching(self._db[name], {})
 
     # --- lookups -----------------------------------------------------------------------------------
 

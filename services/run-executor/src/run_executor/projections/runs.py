@@ -23,6 +23,7 @@ from ailab_contracts.events.runs import (
     RunTimedOut,
     run_stream,
 )
+from ailab_runtime.mongo_server import delete_matching
 
 from ..adapters.mongo_runs import RUNS, run_from_doc, run_to_doc
 from ..domain.model import evolve_run
@@ -75,4 +76,4 @@ class RunsProjection:
         raise RuntimeError(f"{RUNS}: could not apply {envelope.event_type} to {event.run_id}")
 
     async def reset(self) -> None:
-        await self._col.delete_many({})
+        await delete_matching(self._col, {})
