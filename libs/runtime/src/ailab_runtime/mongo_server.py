@@ -33,8 +33,9 @@ async def delete_matching(
     On MongoDB that is one command. On FerretDB it goes in rounds: each finds the `round_size`-th
     smallest `order_key` among the matches and deletes the matches up to it, so a round deletes
     about `round_size` documents (more when many share that key: keep such groups small; every
-    match must have the field, all of one type, as `_id`s usually are). Each round reads the matches twice (FerretDB filters ranges itself),
-    so it is slow on a large collection, but it finishes. `ferretdb` skips asking the server."""
+    match must have the field, all of one type, as `_id`s usually are). Each round reads the
+    matches twice (FerretDB filters ranges itself), so it is slow on a large collection, but it
+    finishes. `ferretdb` skips asking the server."""
     if ferretdb is None:
         ferretdb = await is_ferretdb(col.database)
     if not ferretdb:
