@@ -311,6 +311,9 @@ class KeepAlivePoster:
                 await self._streams[1].wait_closed()
 
 
+INFRA_ROLES = frozenset({"postgresql", "ferretdb", "kafka"})
+
+
 def cpu_seconds(procs: list[subprocess.Popen[bytes]]) -> dict[str, float]:
     """CPU time (user + system) so far of the processes involved, by role (Linux /proc)."""
     if len(procs) == 1:
@@ -340,7 +343,12 @@ def cpu_seconds(procs: list[subprocess.Popen[bytes]]) -> dict[str, float]:
             None,
         )
         if role:
-            totals[role] = totals.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+            ticks = int(fields[11]) + int(fields[12])
+            if role in INFRA_ROLES:
+                # Plus what its exited children used (PostgreSQL's backends and autovacuum workers
+                # come and go): without it, a child exiting during a phase took its CPU out of the sum.
+                ticks += int(fields[13]) + int(fields[14])
+            totals[role] = totals.get(role, 0.0) + ticks / tick
     return totals
 
 
