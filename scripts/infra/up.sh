@@ -119,28 +119,57 @@ ensure_ferretdb_database() {
     fi
 }
 
+# The SQL files below add to the tables FerretDB makes: through an event trigger, and to the tables
+# made before when applied. Each has a setting that, at 0, drops its trigger instead (tables made from
+# then on stay as FerretDB makes them; those changed before stay changed).
+ferretdb_psql() {
+    "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d ferretdb -v ON_ERROR_STOP=1 -Atq "$@" \
+        2>>"$LOG_DIR/postgres.log"
+}
+
+drop_ferretdb_trigger() {
+    ferretdb_psql -c "DROP EVENT TRIGGER IF EXISTS $1" >/dev/null ||
+        die "postgres: could not drop the event trigger $1 (see $LOG_DIR/postgres.log)"
+}
+
+# Prints what the file's last statements print.
+apply_ferretdb_sql() {
+    ferretdb_psql -f "$INFRA_DIR/$1" || die "postgres: could not apply $1 (see $LOG_DIR/postgres.log)"
+}
+
 # FerretDB 1.24 filters with expressions its own btree indexes cannot serve, so a find/update/replace/
 # delete by `_id` or by an indexed field reads every row of the table. ferretdb_gin_indexes.sql has
 # PostgreSQL add a GIN index beside each of FerretDB's, but on collections it lists as only inserted
 # into (measured in scripts/infra/README.md).
 # AILAB_FERRETDB_GIN_INDEXES=0 leaves new indexes without it.
 ensure_ferretdb_gin_indexes() {
-    local psql=("$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d ferretdb -v ON_ERROR_STOP=1 -Atq)
     if [[ "${AILAB_FERRETDB_GIN_INDEXES:-1}" == 0 ]]; then
-        "${psql[@]}" -c "DROP EVENT TRIGGER IF EXISTS ailab_ferretdb_gin_indexes" >/dev/null 2>>"$LOG_DIR/postgres.log" ||
-            die "postgres: could not drop the GIN index trigger (see $LOG_DIR/postgres.log)"
+        drop_ferretdb_trigger ailab_ferretdb_gin_indexes
         log "postgres: no GIN indexes beside FerretDB's from now on (AILAB_FERRETDB_GIN_INDEXES=0)"
         return
     fi
-    local counts dropped added
+    local counts
     # The first start over data from before indexes every existing table once (minutes when large).
     log "postgres: GIN indexes beside FerretDB's: installing the trigger, indexing tables that lack them..."
-    counts="$("${psql[@]}" -f "$INFRA_DIR/ferretdb_gin_indexes.sql" 2>>"$LOG_DIR/postgres.log")" ||
-        die "postgres: could not apply ferretdb_gin_indexes.sql (see $LOG_DIR/postgres.log)"
+    counts="$(apply_ferretdb_sql ferretdb_gin_indexes.sql)" || exit 1
     # The script's last two statements print how many it dropped (skipped collections) and added.
-    dropped="$(sed -n 1p <<<"$counts")"
-    added="$(sed -n 2p <<<"$counts")"
-    log "postgres: GIN indexes beside FerretDB's: ${added:-0} added now, ${dropped:-0} dropped (skipped collections), new ones follow FerretDB's"
+    log "postgres: GIN indexes beside FerretDB's: $(sed -n 2p <<<"$counts") added now," \
+        "$(sed -n 1p <<<"$counts") dropped (skipped collections), new ones follow FerretDB's"
+}
+
+# FerretDB keeps `_id` unique with a jsonb btree that costs most of PostgreSQL's CPU per small insert;
+# ferretdb_text_id_indexes.sql has PostgreSQL replace it by a text one on the collections it lists
+# (the usage ledger: one insert per usage event). AILAB_FERRETDB_TEXT_ID_INDEXES=0 leaves new ones as
+# FerretDB makes them.
+ensure_ferretdb_text_id_indexes() {
+    if [[ "${AILAB_FERRETDB_TEXT_ID_INDEXES:-1}" == 0 ]]; then
+        drop_ferretdb_trigger ailab_ferretdb_text_id_indexes
+        log "postgres: new usage ledgers keep FerretDB's jsonb _id index (AILAB_FERRETDB_TEXT_ID_INDEXES=0)"
+        return
+    fi
+    local replaced
+    replaced="$(apply_ferretdb_sql ferretdb_text_id_indexes.sql)" || exit 1
+    log "postgres: text _id indexes on the usage ledgers: ${replaced:-0} replaced now, new ones follow"
 }
 
 # ---- FerretDB ----------------------------------------------------------------------------------
@@ -306,6 +335,7 @@ if [[ "$FERRETDB_HANDLER" == postgresql ]]; then
     printf '%s\n' "$(pg_pid)" >"$(pid_file postgres)"
     ensure_ferretdb_database
     ensure_ferretdb_gin_indexes
+    ensure_ferretdb_text_id_indexes
 fi
 start_ferretdb
 start_kafka
