@@ -11,13 +11,15 @@
 -- It enforces the same uniqueness while every `_id` in the collection is a string (`->>` gives the
 -- same text for the string "1" and the number 1), and FerretDB reports a violation of either index
 -- as a duplicate key (E11000): it only looks at the error code. What the jsonb btree also served
--- is given up: FerretDB deletes the documents a `delete` matched by `_jsonb -> '_id' IN (...)`,
--- which then reads the table, once per delete command. So a collection belongs here only when its
--- `_id`s are strings, it is inserted into for every unit of work and never updated, and it is
--- deleted from in bulk:
+-- is given up: FerretDB updates a document by `_jsonb -> '_id' = ...` and deletes the documents a
+-- `delete` matched by `_jsonb -> '_id' IN (...)`, which then read the table, once per command. So
+-- a collection belongs here only when its `_id`s are strings, it is inserted into for every unit of
+-- work and never updated, and it is deleted from in bulk:
 -- - `usage_ledger` (usage-meter): one insert per usage event, `_id` the event id (uuid text);
 --   retention deletes old days in rounds of 50,000 (`delete_matching`).
--- Idempotent; the last statement replaces the index of tables made before and prints how many.
+-- Idempotent; the last statement replaces the index of tables made before and prints how many (the
+-- first start after this file appeared rebuilds each existing ledger's index, in one transaction:
+-- writes to those ledgers wait meanwhile, seconds per million entries).
 
 -- Collections whose `_id` index is replaced, by name in any database (matched on the table's name,
 -- as `ailab_ferretdb_gin_skipped` in ferretdb_gin_indexes.sql explains).

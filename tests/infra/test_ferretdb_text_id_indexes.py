@@ -40,7 +40,7 @@ async def test_the_usage_ledger_refuses_duplicate_ids(mongo_db: AsyncDatabase[di
 
 def _postgres_index_definitions(schema: str) -> dict[str, str] | None:
     """{table: unique index definition} of a FerretDB database's tables, or None without psql."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/psql"))
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/psql"), key=lambda p: int(p.split("/")[4]))
     if not found:
         return None
     query = (

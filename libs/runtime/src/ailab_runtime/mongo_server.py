@@ -32,10 +32,14 @@ async def delete_matching(
 
     On MongoDB that is one command. On FerretDB it goes in rounds: each finds the `round_size`-th
     smallest `order_key` among the matches and deletes the matches up to it, so a round deletes
-    about `round_size` documents (more when many share that key: keep such groups small; every
-    match must have the field, all of one type, as `_id`s usually are). Each round reads the
-    matches twice (FerretDB filters ranges itself), so it is slow on a large collection, but it
-    finishes. `ferretdb` skips asking the server."""
+    about `round_size` documents, more when others share that key (hence `_id` by default). Every
+    match must have the field, all of one type (a round deletes only matches of its bound's type),
+    as `_id`s usually are. FerretDB hands neither the range nor the sort to PostgreSQL, so each
+    round reads the whole collection twice and sorts the matches left: slow on a large collection,
+    but it finishes (a round that deletes nothing raises rather than loop). `ferretdb` skips asking
+    the server."""
+    if not 0 < round_size <= 65_535:
+        raise ValueError(f"round_size {round_size}: FerretDB deletes at most 65,535 documents a command")
     if ferretdb is None:
         ferretdb = await is_ferretdb(col.database)
     if not ferretdb:
@@ -46,5 +50,10 @@ async def delete_matching(
         bound = [doc async for doc in cursor]
         if not bound:  # fewer than round_size left
             return deleted + int((await col.delete_many(query)).deleted_count)
+        if order_key not in bound[0]:
+            raise ValueError(f"delete_matching: a match has no {order_key!r} to delete it in rounds by")
         this_round = {"$and": [query, {order_key: {"$lte": bound[0][order_key]}}]}
-        deleted += int((await col.delete_many(this_round)).deleted_count)
+        count = int((await col.delete_many(this_round)).deleted_count)
+        if count == 0:
+            raise RuntimeError(f"delete_matching: a round by {order_key!r} deleted nothing (mixed types?)")
+        deleted += count

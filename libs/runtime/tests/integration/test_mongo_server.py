@@ -26,6 +26,27 @@ async def test_delete_matching_in_rounds_deletes_every_match_and_nothing_else(
     assert await delete_matching(col, {"old": True}, order_key="s", round_size=7) == 0
 
 
+@pytest.mark.parametrize("ferretdb_rounds", [True, False])
+async def test_delete_matching_everything_in_rounds(
+    db: AsyncDatabase[dict[str, Any]], ferretdb_rounds: bool
+) -> None:
+    """A projection reset's `{}`, by `_id`, in rounds of 7 over 30 documents."""
+    col = db["delete_all_rounds"]
+    await col.insert_many([{"_id": f"p{n:02d}"} for n in range(30)])
+    assert await delete_matching(col, {}, round_size=7, ferretdb=ferretdb_rounds) == 30
+    assert await col.count_documents({}) == 0
+
+
+async def test_delete_matching_refuses_rounds_it_could_not_bound(db: AsyncDatabase[dict[str, Any]]) -> None:
+    """Matches without the key would never fall under a round's bound: an error, not a loop."""
+    col = db["delete_without_key"]
+    await col.insert_many([{"_id": n} for n in range(10)])
+    with pytest.raises(ValueError, match="no 's'"):
+        await delete_matching(col, {}, order_key="s", round_size=3, ferretdb=True)
+    with pytest.raises(ValueError, match="65,535"):
+        await delete_matching(col, {}, round_size=70_000)
+
+
 async def test_delete_matching_deletes_more_than_one_ferretdb_statement_can(
     db: AsyncDatabase[dict[str, Any]],
 ) -> None:

@@ -31,6 +31,8 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
+from ailab_runtime.mongo_server import delete_matching
+
 from .model import InvalidDatasetRow
 
 log = logging.getLogger(__name__)
@@ -285,10 +287,10 @@ class DatasetFileStore:
     async def discard(self, tenant_id: str, dataset_id: str, upload_id: str) -> None:
         """Delete an upload's rows and bytes, then its in-progress marker (idempotent; the file
         document goes last so that an interrupted discard is found again by the sweep)."""
-        await self.examples.delete_many(
-            {"tenant_id": tenant_id, "dataset_id": dataset_id, "upload_id": upload_id}
+        await delete_matching(
+            self.examples, {"tenant_id": tenant_id, "dataset_id": dataset_id, "upload_id": upload_id}
         )
-        await self.chunks.delete_many({"files_id": upload_id})
+        await delete_matching(self.chunks, {"files_id": upload_id})
         await self.files.delete_one({"_id": upload_id, "metadata.tenant_id": tenant_id})
         await self.settled(upload_id)
 

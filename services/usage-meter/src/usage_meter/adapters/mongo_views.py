@@ -196,11 +196,9 @@ class MongoUsageViews:
         kept. Returns the number of events deleted."""
         cutoff = older_than.astimezone(UTC).date().isoformat()
         # A day's entries are far more than one delete command may remove on FerretDB: in rounds
-        # there (the ledger's by its stamp, which at most a record's events share).
+        # there.
         ferretdb = await is_ferretdb(self._db)
-        events = await delete_matching(
-            self._db[LEDGER], {"s": {"$lt": cutoff}}, order_key="s", ferretdb=ferretdb
-        )
+        events = await delete_matching(self._db[LEDGER], {"s": {"$lt": cutoff}}, ferretdb=ferretdb)
         # Entries stored before the split.
         events += await delete_matching(self._db[LEDGER], {"ts": {"$lt": older_than}}, ferretdb=ferretdb)
         await delete_matching(self._db[LEDGER_CHUNKS], {"day": {"$lt": cutoff}}, ferretdb=ferretdb)
