@@ -5,13 +5,15 @@ The usage-meter runs as its own processes (`python -m usage_meter serve`: an API
 `--consumers` aggregating ones; a fresh database and topic prefix). Phase 1: `--clients` concurrent
 HTTP clients post `--batch`-event bulk requests (bodies serialized beforehand) until `--events`
 events are accepted; the clock stops when the consumers have applied every one of them to the ledger
-and aggregates (their ingest-stats counters). Phase 2: a steady `--lag-rate` for `--lag-events`.
+and aggregates (their ingest-stats counters). Phase 2: a steady `--lag-rate` for `--lag-events`
+(default: the target, 20,000 events/s, for 30 s).
 Lag = time the aggregate write finished minus the Kafka record's timestamp (set when the bulk API
 produced it), per event, p50/p99. Finally the monthly totals read through the API are compared with
 the sums of what was sent. `--runs` runs (5; fresh everything each time); the median one is
 reported. `--warmup-events` (20,000) go through the whole path before the clock starts. Each run
 records `cpu_probe_ms_before`, the time of a fixed pure-Python loop just before it (the machine's
-speed at the time; lower is faster).
+speed at the time; lower is faster). `--cpu-cap CORES` runs all of it (the infrastructure and
+services of `make up` too) with only CORES of the CPUs' time: a slower machine on demand.
 Needs KAFKA_BOOTSTRAP_SERVERS and MONGODB_URI (e.g. `source .data/infra.env`).
 Writes bench/results/usage_meter.json.
 """
@@ -37,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from cpu_cap import CpuCap, CpuCapError
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "dev-internal-token-change-me"
@@ -468,8 +471,12 @@ def main() -> None:
     parser.add_argument(
         "--consumer-events", type=int, default=20000, help="usage events per consumer batch, about"
     )
-    parser.add_argument("--lag-rate", type=int, default=10000, help="events/s of the steady lag phase")
-    parser.add_argument("--lag-events", type=int, default=100000, help="events of the steady lag phase")
+    parser.add_argument(
+        "--lag-rate", type=int, default=20000, help="events/s of the steady lag phase (default: the target)"
+    )
+    parser.add_argument(
+        "--lag-events", type=int, default=600_000, help="events of the steady lag phase (default: 30 s of it)"
+    )
     parser.add_argument("--runs", type=int, default=5, help="runs; the median one is reported (default 5)")
     parser.add_argument("--note", default="", help="the conditions of the run, kept in the results")
     parser.add_argument(
@@ -484,8 +491,32 @@ def main() -> None:
         default=1,
         help="consumer processes (replicas in one group) besides the API process; the topic has 3 partitions",
     )
+    parser.add_argument(
+        "--cpu-cap",
+        type=float,
+        default=None,
+        metavar="CORES",
+        help="run the whole system (infrastructure, services, this benchmark) capped at CORES CPUs' "
+        "worth of time, e.g. 1.4 of the 2 (a CFS quota; root and the cgroup cpu controller needed): "
+        "a slower machine on demand",
+    )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "usage_meter.json"))
     args = parser.parse_args()
+    cap: contextlib.AbstractContextManager[dict[str, Any] | None] = contextlib.nullcontext(None)
+    if args.cpu_cap is not None:
+        try:
+            cap = CpuCap(args.cpu_cap, ROOT / ".venv")
+        except CpuCapError as exc:
+            parser.error(str(exc))
+    with cap as cap_record:
+        result = run_all(args)
+    if cap_record is not None:
+        result["cpu_cap"] = cap_record
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+def run_all(args: argparse.Namespace) -> dict[str, Any]:
     # Several runs, each with fresh processes, database and topics: this machine's speed varies by
     # ±20 % from one minute to the next (more within an hour), so one run says little. The median
     # run is reported whole; every run records the CPU probe taken just before it.
@@ -501,7 +532,7 @@ def main() -> None:
             file=sys.stderr,
         )
     ranked = sorted(results, key=lambda r: r["to_aggregates"]["events_per_s"])
-    result = {
+    return {
         **ranked[len(ranked) // 2],
         "runs": [
             {
@@ -513,8 +544,6 @@ def main() -> None:
             for r in results
         ],
     }
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
