@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -88,11 +89,11 @@ def _throttling(group: Path, v2: bool) -> dict[str, float]:
 
 
 class CpuCap:
-    """A cgroup limited to `cores` CPUs, made (and checked) when constructed; entered, it holds the
-    running system until the exit moves every process in it (and any child started meanwhile) back
-    to the root group and removes it."""
+    """A cgroup limited to `cores` CPUs, made (and checked) when constructed. Entered, it takes in
+    the `processes` (e.g. `stack_pids`); the exit moves every process in it (and any child started
+    meanwhile) back to the root group and removes it."""
 
-    def __init__(self, cores: float, venv: Path) -> None:
+    def __init__(self, cores: float, processes: Callable[[], list[int]], *, name: str = CGROUP_NAME) -> None:
         if os.geteuid() != 0:
             raise CpuCapError("--cpu-cap needs root (it writes cgroup files)")
         if not 0 < cores <= (os.cpu_count() or 1):
@@ -101,8 +102,8 @@ class CpuCap:
         root = v1_root or _v2_root()
         if root is None:
             raise CpuCapError("no cgroup cpu controller (looked for /sys/fs/cgroup/cpu and cgroup v2 'cpu')")
-        self.root, self.v2, self.venv = root, v1_root is None, venv
-        self.group = root / CGROUP_NAME
+        self.root, self.v2, self.processes = root, v1_root is None, processes
+        self.group = root / name
         quota = max(1000, round(cores * PERIOD_US))
         try:
             self.group.mkdir(exist_ok=True)
@@ -121,7 +122,7 @@ class CpuCap:
 
     def __enter__(self) -> dict[str, Any]:
         try:
-            self.record["processes_moved"] = _move(self.group / "cgroup.procs", stack_pids(self.venv))
+            self.record["processes_moved"] = _move(self.group / "cgroup.procs", self.processes())
         except BaseException:
             self._release()
             raise

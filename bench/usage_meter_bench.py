@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from cpu_cap import CpuCap, CpuCapError
+from cpu_cap import CpuCap, CpuCapError, stack_pids
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "dev-internal-token-change-me"
@@ -505,7 +505,7 @@ def main() -> None:
     cap: contextlib.AbstractContextManager[dict[str, Any] | None] = contextlib.nullcontext(None)
     if args.cpu_cap is not None:
         try:
-            cap = CpuCap(args.cpu_cap, ROOT / ".venv")
+            cap = CpuCap(args.cpu_cap, lambda: stack_pids(ROOT / ".venv"))
         except CpuCapError as exc:
             parser.error(str(exc))
     with cap as cap_record:
