@@ -38,7 +38,7 @@ contracts: ## write JSON Schemas of every event version and the AsyncAPI documen
 	@$(UV) run --frozen python -m ailab_contracts export-schemas libs/contracts/schemas
 
 lint: ## ruff, and import-linter's architecture contracts (pyproject.toml)
-	@$(UV) run --frozen ruff check libs services tests scripts
+	@$(UV) run --frozen ruff check libs services tests scripts bench
 	@$(UV) run --frozen lint-imports
 
 rebuild-projections: ## replay each service's event store into fresh read models

@@ -177,10 +177,9 @@ async def bench_service(raw_p50: float, runs: int, concurrency: int, total: int)
     system = start_all(ports, base_env, tmp / "logs", database_prefix=f"bench{run_id}_")
     try:
         gateway = system.gateway_url
-        token = httpx.post(
-            f"{gateway}/v1/auth/token",
-            json={"email": base_env["PLATFORM_ADMIN_EMAIL"], "password": "bench-admin-pw"},
-        ).json()["access_token"]
+        async with httpx.AsyncClient(timeout=30) as auth:
+            login = {"email": base_env["PLATFORM_ADMIN_EMAIL"], "password": "bench-admin-pw"}
+            token = (await auth.post(f"{gateway}/v1/auth/token", json=login)).json()["access_token"]
         tenant_id, _, owner_token = new_tenant_with_admin(
             gateway, gw_client(gateway, token), plan="enterprise"
         )
