@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from cleanup import delete_topics, drop_databases
 from cpu_cap import CpuCap, CpuCapError, stack_pids
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -236,9 +237,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             proc.terminate()
             proc.wait(30)
         log.close()
-        from pymongo import MongoClient
-
-        MongoClient(os.environ["MONGODB_URI"]).drop_database(database)
+        await drop_databases(os.environ["MONGODB_URI"], database)
         await delete_topics(os.environ["KAFKA_BOOTSTRAP_SERVERS"], prefix)
     request_ms.sort()
     events = len(batches) * args.batch
@@ -353,21 +352,6 @@ def cpu_seconds(procs: list[subprocess.Popen[bytes]]) -> dict[str, float]:
                 ticks += int(fields[13]) + int(fields[14])
             totals[role] = totals.get(role, 0.0) + ticks / tick
     return totals
-
-
-async def delete_topics(bootstrap: str, prefix: str) -> None:
-    """The run's topics (every service's, with the run's prefix): each partition keeps files open in
-    the broker, and repeated runs would pile them up."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        topics = [t for t in await admin.list_topics() if t.startswith(prefix)]
-        if topics:
-            await admin.delete_topics(topics)
-    finally:
-        await admin.close()
 
 
 def spawn(env: dict[str, str], log: Any) -> subprocess.Popen[bytes]:
