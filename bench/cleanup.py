@@ -4,6 +4,8 @@ up; each database is tables and indexes on disk)."""
 
 from __future__ import annotations
 
+import sys
+
 from aiokafka.admin import AIOKafkaAdminClient
 from pymongo import AsyncMongoClient
 
@@ -30,3 +32,16 @@ async def drop_databases(uri: str, prefix: str) -> list[str]:
         return names
     finally:
         await client.close()
+
+
+async def cleanup(mongodb_uri: str, database_prefix: str, kafka_bootstrap: str, topic_prefix: str) -> None:
+    """Both, each whatever happens to the other; a failure is reported, not raised (it must not hide
+    the run's own outcome)."""
+    try:
+        await drop_databases(mongodb_uri, database_prefix)
+    except Exception as exc:
+        print(f"[bench] could not drop the databases {database_prefix}*: {exc}", file=sys.stderr)
+    try:
+        await delete_topics(kafka_bootstrap, topic_prefix)
+    except Exception as exc:
+        print(f"[bench] could not delete the topics {topic_prefix}*: {exc}", file=sys.stderr)

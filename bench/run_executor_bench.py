@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from cleanup import delete_topics, drop_databases
+from cleanup import cleanup
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -229,8 +229,12 @@ async def bench_service(raw_p50: float, runs: int, concurrency: int, total: int)
             elapsed = time.perf_counter() - started
     finally:
         stop_all(system)
-        await drop_databases(base_env["MONGODB_URI"], f"bench{run_id}_")
-        await delete_topics(base_env["KAFKA_BOOTSTRAP_SERVERS"], base_env["TOPIC_PREFIX"])
+        await cleanup(
+            base_env["MONGODB_URI"],
+            f"bench{run_id}_",
+            base_env["KAFKA_BOOTSTRAP_SERVERS"],
+            base_env["TOPIC_PREFIX"],
+        )
     service = summary(latencies)
     return {
         "service_run_latency": service,

@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -39,8 +40,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from cleanup import delete_topics, drop_databases
-from cpu_cap import CpuCap, CpuCapError, stack_pids
+from cleanup import cleanup
+from cpu_cap import CpuCap, CpuCapError, release_leftover, stack_pids
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "dev-internal-token-change-me"
@@ -235,10 +236,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         for proc in procs:
             proc.terminate()
-            proc.wait(30)
+        for proc in procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
         log.close()
-        await drop_databases(os.environ["MONGODB_URI"], database)
-        await delete_topics(os.environ["KAFKA_BOOTSTRAP_SERVERS"], prefix)
+        await cleanup(os.environ["MONGODB_URI"], database, os.environ["KAFKA_BOOTSTRAP_SERVERS"], prefix)
     request_ms.sort()
     events = len(batches) * args.batch
     return {
@@ -459,7 +463,10 @@ def main() -> None:
         "--lag-rate", type=int, default=20000, help="events/s of the steady lag phase (default: the target)"
     )
     parser.add_argument(
-        "--lag-events", type=int, default=600_000, help="events of the steady lag phase (default: 30 s of it)"
+        "--lag-events",
+        type=int,
+        default=600_000,
+        help="events of the steady lag phase (default 600,000: 30 s at the default rate)",
     )
     parser.add_argument("--runs", type=int, default=5, help="runs; the median one is reported (default 5)")
     parser.add_argument("--note", default="", help="the conditions of the run, kept in the results")
@@ -486,12 +493,22 @@ def main() -> None:
     )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "usage_meter.json"))
     args = parser.parse_args()
-    cap: contextlib.AbstractContextManager[dict[str, Any] | None] = contextlib.nullcontext(None)
+    # SIGTERM ends the run like Ctrl-C, so that a capped system is released on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    capped: CpuCap | None = None
     if args.cpu_cap is not None:
         try:
-            cap = CpuCap(args.cpu_cap, lambda: stack_pids(ROOT / ".venv"))
+            # The system `make up` runs from this checkout, and this process (its usage-meter
+            # processes, started later, inherit the group).
+            capped = CpuCap(args.cpu_cap, lambda: sorted({os.getpid(), *stack_pids(ROOT)}))
         except CpuCapError as exc:
             parser.error(str(exc))
+        left_over = capped.left_over
+    else:
+        left_over = release_leftover() if os.geteuid() == 0 else []
+    if left_over:
+        print(f"released processes that a killed capped run had left capped: {left_over}", file=sys.stderr)
+    cap: contextlib.AbstractContextManager[dict[str, Any] | None] = capped or contextlib.nullcontext(None)
     with cap as cap_record:
         result = run_all(args)
     if cap_record is not None:
@@ -524,6 +541,7 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
                 "bulk_api_events_per_s": r["bulk_api"]["events_per_s"],
                 "steady_lag_p99_ms": r["steady_rate"]["lag_ms"]["p99"],
                 "cpu_probe_ms_before": r["machine"]["cpu_probe_ms_before"],
+                "monthly_totals_mismatches": r["monthly_totals_mismatches"],
             }
             for r in results
         ],

@@ -1,89 +1,162 @@
 """The benchmark's CPU cap (bench/cpu_cap.py): processes go into a cgroup with the CFS quota asked
-for, are throttled there, and come back out with the group removed. Needs root and the cgroup cpu
-controller (this machine has both); skipped elsewhere."""
+for, are throttled there, and come back to the groups they came from, with the group removed; the
+system is found from a checkout's run directory, descendants included, and nothing else. The cgroup
+tests need root and the cgroup cpu controller (this machine has both) and are skipped elsewhere."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from bench.cpu_cap import PERIOD_US, CpuCap, CpuCapError, stack_pids
+from bench.cpu_cap import MIN_CORES, PERIOD_US, CpuCap, CpuCapError, cgroup_root, cpu_cgroup_of, stack_pids
 
-BUSY_LOOP = "while True: pass"
-
-
-def _cgroup_supported() -> bool:
-    if os.geteuid() != 0:
-        return False
-    try:
-        CpuCap(0.5, list, name=f"ailab-probe-{uuid.uuid4().hex[:8]}")._release()
-    except CpuCapError:
-        return False
-    return True
+SLEEPER = "import time; time.sleep(60)"
 
 
-pytestmark = pytest.mark.skipif(not _cgroup_supported(), reason="needs root and the cgroup cpu controller")
+def _can_make_cgroups() -> bool:
+    """Root and a cpu hierarchy whose root directory is writable: nothing is created to find out."""
+    found = cgroup_root()
+    return os.geteuid() == 0 and found is not None and os.access(found[0], os.W_OK)
 
 
-def _cpu_cgroup_of(pid: int) -> str:
-    """The cpu controller's cgroup path of `pid` (v1 line `N:cpu:/path`, or v2 `0::/path`)."""
-    lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        if "cpu" in controllers.split(","):
-            return path
-    return next(line.split(":", 2)[2] for line in lines if line.startswith("0::"))
+needs_cgroups = pytest.mark.skipif(not _can_make_cgroups(), reason="needs root and the cgroup cpu controller")
 
 
-def test_capped_processes_are_throttled_and_released(tmp_path: Path) -> None:
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Processes a test starts, killed and reaped whatever the test's outcome."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for proc in started:
+        proc.kill()
+        proc.wait()
+
+
+@needs_cgroups
+def test_capped_processes_are_throttled_then_back_where_they_were(
+    processes: list[subprocess.Popen[bytes]],
+) -> None:
+    found = cgroup_root()
+    assert found is not None
+    root, v2 = found
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    processes.append(busy)
+    # It starts in a group of its own (as a service under systemd would), which it must return to.
+    origin = root / f"ailab-test-origin-{uuid.uuid4().hex[:8]}"
+    origin.mkdir()
+    (origin / "cgroup.procs").write_text(f"{busy.pid}\n")
+    assert cpu_cgroup_of(busy.pid, v2) == f"/{origin.name}"
     name = f"ailab-test-{uuid.uuid4().hex[:8]}"
-    busy = subprocess.Popen([sys.executable, "-c", BUSY_LOOP])
+    cap = CpuCap(MIN_CORES, lambda: [busy.pid], name=name)
     try:
-        cap = CpuCap(0.2, lambda: [busy.pid], name=name)
-        quota_file = cap.group / ("cpu.max" if cap.v2 else "cpu.cfs_quota_us")
-        assert quota_file.read_text().split()[0] == str(round(0.2 * PERIOD_US))
+        quota_file = cap.group / ("cpu.max" if v2 else "cpu.cfs_quota_us")
+        assert quota_file.read_text().split()[0] == str(round(MIN_CORES * PERIOD_US))
         with cap as record:
             assert record["processes_moved"] == 1
-            assert _cpu_cgroup_of(busy.pid).endswith(f"/{name}")
-            # A process put into the group meanwhile is released with it.
-            child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
-            cap.group.joinpath("cgroup.procs").write_text(f"{child.pid}\n")
-            time.sleep(0.5)  # a busy loop at 0.2 CPUs over 50 periods: throttled in most of them
-        assert record["periods"] > 0
+            assert cpu_cgroup_of(busy.pid, v2) == f"/{name}"  # made at the hierarchy's root
+            # Another process put into the group meanwhile comes out with it (to the root: it had no
+            # group of its own on record, nor a parent that had).
+            other = subprocess.Popen([sys.executable, "-c", SLEEPER])
+            processes.append(other)
+            cap.group.joinpath("cgroup.procs").write_text(f"{other.pid}\n")
+            # A busy loop against a quota of 1 ms per 10 ms: throttled as soon as it gets a CPU.
+            deadline = time.monotonic() + 10
+            while "nr_throttled 0" in (cap.group / "cpu.stat").read_text() and time.monotonic() < deadline:
+                time.sleep(0.05)
         assert 0 < record["throttled_periods"] <= record["periods"]
-        assert record["throttled_s"] > 0
+        assert "throttling_error" not in record
         assert not cap.group.exists()
-        assert not _cpu_cgroup_of(busy.pid).endswith(f"/{name}")
-        assert not _cpu_cgroup_of(child.pid).endswith(f"/{name}")
-        child.kill()
+        assert cpu_cgroup_of(busy.pid, v2) == f"/{origin.name}"
+        assert cpu_cgroup_of(other.pid, v2) == "/"
     finally:
+        if cap.group.exists():
+            cap._release()
         busy.kill()
         busy.wait()
+        origin.rmdir()
 
 
-def test_the_stack_is_found_by_executable_and_virtualenv(tmp_path: Path) -> None:
-    venv_python = tmp_path / "venv" / "bin" / "python"
-    venv_python.parent.mkdir(parents=True)
-    venv_python.symlink_to(sys.executable)
-    inside = subprocess.Popen([str(venv_python), "-c", "import time; time.sleep(30)"])
-    outside = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+@needs_cgroups
+def test_a_group_left_by_a_killed_run_is_emptied_by_the_next_cap(
+    processes: list[subprocess.Popen[bytes]],
+) -> None:
+    sleeper = subprocess.Popen([sys.executable, "-c", SLEEPER])
+    processes.append(sleeper)
+    name = f"ailab-test-{uuid.uuid4().hex[:8]}"
+    killed = CpuCap(1, lambda: [sleeper.pid], name=name)
+    killed.__enter__()  # and never exited, as when SIGKILL ends the run
+    assert str(cpu_cgroup_of(sleeper.pid, killed.v2)).endswith(name)
+    nxt = CpuCap(1, list, name=name)
     try:
-        found = stack_pids(tmp_path / "venv")
-        assert inside.pid in found
-        assert outside.pid not in found
+        assert nxt.left_over == [sleeper.pid]
+        assert not str(cpu_cgroup_of(sleeper.pid, killed.v2)).endswith(name)
     finally:
-        for proc in (inside, outside):
-            proc.kill()
-            proc.wait()
+        nxt._release()
+    assert not nxt.group.exists()
 
 
-@pytest.mark.parametrize("cores", [0, -1, (os.cpu_count() or 1) + 1])
-def test_a_cap_outside_the_machine_is_refused(cores: float) -> None:
-    with pytest.raises(CpuCapError, match="must be in"):
+def test_the_system_is_found_from_the_checkouts_run_directory(
+    tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    checkout = tmp_path / "checkout"
+    run_dir = checkout / ".data" / "run"
+    run_dir.mkdir(parents=True)
+    # A component with a child of its own (as PostgreSQL's backends are), started in the checkout.
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import subprocess, sys; subprocess.run([sys.executable, '-c', {SLEEPER!r}])",
+        ],
+        cwd=checkout,
+    )
+    service = subprocess.Popen([sys.executable, "-c", SLEEPER], cwd=checkout)
+    elsewhere = subprocess.Popen([sys.executable, "-c", SLEEPER], cwd=tmp_path)  # a stale pid file's
+    unrelated = subprocess.Popen([sys.executable, "-c", SLEEPER], cwd=checkout)  # not in the run dir
+    processes.extend([parent, service, elsewhere, unrelated])
+    (run_dir / "kafka.pid").write_text(f"{parent.pid}\n")
+    (run_dir / "ferretdb.pid").write_text(f"{elsewhere.pid}\n")
+    (run_dir / "broken.pid").write_text("not a pid\n")
+    (run_dir / "services.json").write_text(json.dumps({"gateway": service.pid}))
+    deadline = time.monotonic() + 10
+    child: int | None = None
+    while child is None and time.monotonic() < deadline:
+        child = next(
+            (
+                int(entry)
+                for entry in os.listdir("/proc")
+                if entry.isdigit()
+                and Path(f"/proc/{entry}/stat").exists()
+                and _parent_of(int(entry)) == parent.pid
+            ),
+            None,
+        )
+        time.sleep(0.05)
+    assert child is not None
+
+    found = stack_pids(checkout)
+
+    assert {parent.pid, child, service.pid} <= set(found)
+    assert elsewhere.pid not in found
+    assert unrelated.pid not in found
+
+
+def _parent_of(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@pytest.mark.parametrize("cores", [0, MIN_CORES / 2, -1, (os.cpu_count() or 1) + 1])
+def test_a_cap_outside_what_the_machine_has_is_refused(cores: float) -> None:
+    with pytest.raises(CpuCapError, match="must be"):
         CpuCap(cores, list)
