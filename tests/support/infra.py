@@ -9,14 +9,19 @@ Order of preference:
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
+import warnings
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -55,12 +60,69 @@ def _host_port(value: str, default_port: int) -> tuple[str, int]:
     return host or "127.0.0.1", int(port or default_port)
 
 
+T = TypeVar("T")
+
+# Topics of a system running on the same broker (`make up`: TOPIC_PREFIX "ailab.") and Kafka's own.
+KEPT_TOPIC_PREFIXES = ("ailab.", "__")
+
+
+def _in_own_thread(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Runs `work` to completion in a loop of its own, on a thread of its own: the session's event
+    loop (pytest-asyncio's) is left alone, running or not."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, work()).result()
+
+
+def _topic_names(bootstrap: str) -> set[str]:
+    async def names() -> set[str]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            return set(await admin.list_topics())
+        finally:
+            await admin.close()
+
+    return _in_own_thread(names)
+
+
+def _delete_topics(bootstrap: str, topics: list[str]) -> None:
+    async def delete() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            for start in range(0, len(topics), 100):
+                await admin.delete_topics(topics[start : start + 100])
+        finally:
+            await admin.close()
+
+    _in_own_thread(delete)
+
+
+@contextlib.contextmanager
+def topics_deleted_afterwards(bootstrap: str) -> Iterator[None]:
+    """Deletes, when the session ends, the topics it created (each test names its own, and a broker
+    that outlives test runs, as `make up`'s does, would otherwise keep every one: thousands of
+    partitions, each with files open in the broker). A running system's topics stay. Another test
+    session on the same broker at the same time would lose its topics: run one at a time."""
+    before = _topic_names(bootstrap)
+    try:
+        yield
+    finally:
+        created = sorted(t for t in _topic_names(bootstrap) - before if not t.startswith(KEPT_TOPIC_PREFIXES))
+        if created:
+            try:
+                _delete_topics(bootstrap, created)
+            except Exception as exc:  # noqa: BLE001 - a cleanup failure must not fail the run
+                warnings.warn(f"could not delete {len(created)} test topics: {exc}", stacklevel=1)
+
+
 @pytest.fixture(scope="session")
 def infra() -> Iterator[Infra]:
     kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     mongo = os.environ.get("MONGODB_URI")
     if kafka and mongo:
-        yield Infra(kafka, mongo, "env")
+        with topics_deleted_afterwards(kafka):
+            yield Infra(kafka, mongo, "env")
         return
     if docker_engine_available():
         from testcontainers.community.mongodb import MongoDbContainer
@@ -76,7 +138,8 @@ def infra() -> Iterator[Infra]:
             "or set KAFKA_BOOTSTRAP_SERVERS and MONGODB_URI",
             pytrace=False,
         )
-    yield Infra(kafka, mongo, "local")
+    with topics_deleted_afterwards(kafka):
+        yield Infra(kafka, mongo, "local")
 
 
 @pytest.fixture
