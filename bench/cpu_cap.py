@@ -79,7 +79,8 @@ def _in_checkout(pid: int, root: Path) -> bool:
         cwd = os.readlink(f"/proc/{pid}/cwd")
     except OSError:
         return False
-    return str(root) in cmdline or Path(cwd).is_relative_to(root)
+    # Under the checkout's directory: `/work/main/` is not a prefix of `/work/main2/...`.
+    return f"{str(root).rstrip('/')}/" in cmdline or Path(cwd).is_relative_to(root)
 
 
 def _children() -> dict[int, list[int]]:

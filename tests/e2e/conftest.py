@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import socket
 import sys
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,7 +69,7 @@ E2E_WEBHOOK_SECRET = "whsec_e2e_signing_secret"
 
 @pytest.fixture(scope="session")
 def system(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    run_id = uuid.uuid4().hex[:8]
+    run_id = infra.unique("")  # carries the session's token: its topics are deleted afterwards
     topic_prefix = f"e2e{run_id}."
     database_prefix = f"e2e{run_id}_"
     tmp: Path = tmp_path_factory.mktemp("system")

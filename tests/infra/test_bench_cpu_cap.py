@@ -5,8 +5,10 @@ tests need root and the cgroup cpu controller (this machine has both) and are sk
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -36,6 +38,9 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
     yield started
     for proc in started:
+        with contextlib.suppress(ProcessLookupError):
+            if os.getpgid(proc.pid) == proc.pid:  # a group of its own: its children go too
+                os.killpg(proc.pid, signal.SIGKILL)
         proc.kill()
         proc.wait()
 
@@ -55,8 +60,9 @@ def test_capped_processes_are_throttled_then_back_where_they_were(
     (origin / "cgroup.procs").write_text(f"{busy.pid}\n")
     assert cpu_cgroup_of(busy.pid, v2) == f"/{origin.name}"
     name = f"ailab-test-{uuid.uuid4().hex[:8]}"
-    cap = CpuCap(MIN_CORES, lambda: [busy.pid], name=name)
+    cap: CpuCap | None = None
     try:
+        cap = CpuCap(MIN_CORES, lambda: [busy.pid], name=name)
         quota_file = cap.group / ("cpu.max" if v2 else "cpu.cfs_quota_us")
         assert quota_file.read_text().split()[0] == str(round(MIN_CORES * PERIOD_US))
         with cap as record:
@@ -77,7 +83,7 @@ def test_capped_processes_are_throttled_then_back_where_they_were(
         assert cpu_cgroup_of(busy.pid, v2) == f"/{origin.name}"
         assert cpu_cgroup_of(other.pid, v2) == "/"
     finally:
-        if cap.group.exists():
+        if cap is not None and cap.group.exists():
             cap._release()
         busy.kill()
         busy.wait()
@@ -117,6 +123,7 @@ def test_the_system_is_found_from_the_checkouts_run_directory(
             f"import subprocess, sys; subprocess.run([sys.executable, '-c', {SLEEPER!r}])",
         ],
         cwd=checkout,
+        start_new_session=True,  # the fixture ends its child with it
     )
     service = subprocess.Popen([sys.executable, "-c", SLEEPER], cwd=checkout)
     elsewhere = subprocess.Popen([sys.executable, "-c", SLEEPER], cwd=tmp_path)  # a stale pid file's

@@ -25,6 +25,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+# This test session's mark, in every name `Infra.unique` gives: what the session made on a shared
+# broker is found by it when the session ends (topics_deleted_afterwards), and nothing else is.
+SESSION_TOKEN = f"s{uuid.uuid4().hex[:8]}s"
+
 
 @dataclass(frozen=True)
 class Infra:
@@ -33,8 +37,9 @@ class Infra:
     source: str  # env | testcontainers | local
 
     def unique(self, prefix: str) -> str:
-        """A name no other test uses (databases, topic prefixes, consumer groups)."""
-        return f"{prefix}{uuid.uuid4().hex[:10]}"
+        """A name no other test uses (databases, topic prefixes, consumer groups), carrying this
+        session's SESSION_TOKEN."""
+        return f"{prefix}{SESSION_TOKEN}{uuid.uuid4().hex[:6]}"
 
 
 def docker_engine_available() -> bool:
@@ -62,9 +67,6 @@ def _host_port(value: str, default_port: int) -> tuple[str, int]:
 
 T = TypeVar("T")
 
-# Topics of a system running on the same broker (`make up`: TOPIC_PREFIX "ailab.") and Kafka's own.
-KEPT_TOPIC_PREFIXES = ("ailab.", "__")
-
 
 def _in_own_thread(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Runs `work` to completion in a loop of its own, on a thread of its own: the session's event
@@ -76,8 +78,8 @@ def _in_own_thread(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
 def _topic_names(bootstrap: str) -> set[str]:
     async def names() -> set[str]:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        await admin.start()
         try:
+            await admin.start()
             return set(await admin.list_topics())
         finally:
             await admin.close()
@@ -85,35 +87,42 @@ def _topic_names(bootstrap: str) -> set[str]:
     return _in_own_thread(names)
 
 
-def _delete_topics(bootstrap: str, topics: list[str]) -> None:
-    async def delete() -> None:
+def _delete_topics(bootstrap: str, topics: list[str]) -> list[str]:
+    """Deletes `topics`; returns those the broker refused (one already gone is not refused)."""
+
+    async def delete() -> list[str]:
+        refused = []
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        await admin.start()
         try:
+            await admin.start()
             for start in range(0, len(topics), 100):
-                await admin.delete_topics(topics[start : start + 100])
+                response = await admin.delete_topics(topics[start : start + 100])
+                # Per topic (name, error code): 0 deleted, 3 UNKNOWN_TOPIC_OR_PARTITION (gone already).
+                refused += [str(error[0]) for error in response.topic_error_codes if error[1] not in (0, 3)]
         finally:
             await admin.close()
+        return refused
 
-    _in_own_thread(delete)
+    return _in_own_thread(delete)
 
 
 @contextlib.contextmanager
 def topics_deleted_afterwards(bootstrap: str) -> Iterator[None]:
-    """Deletes, when the session ends, the topics it created (each test names its own, and a broker
-    that outlives test runs, as `make up`'s does, would otherwise keep every one: thousands of
-    partitions, each with files open in the broker). A running system's topics stay. Another test
-    session on the same broker at the same time would lose its topics: run one at a time."""
-    before = _topic_names(bootstrap)
+    """Deletes, when the session ends, the topics it made: those whose name carries SESSION_TOKEN
+    (every `Infra.unique` name does). Each test names its own, and a broker that outlives test runs,
+    as `make up`'s does, kept every one: thousands of partitions, each with files open in the
+    broker. Topics of anything else on the broker (a running system, a bench, another session) stay.
+    A failure here is a warning: it must not fail a run whose tests passed."""
     try:
         yield
     finally:
-        created = sorted(t for t in _topic_names(bootstrap) - before if not t.startswith(KEPT_TOPIC_PREFIXES))
-        if created:
-            try:
-                _delete_topics(bootstrap, created)
-            except Exception as exc:  # noqa: BLE001 - a cleanup failure must not fail the run
-                warnings.warn(f"could not delete {len(created)} test topics: {exc}", stacklevel=1)
+        try:
+            made = sorted(t for t in _topic_names(bootstrap) if SESSION_TOKEN in t)
+            refused = _delete_topics(bootstrap, made) if made else []
+            if refused:
+                warnings.warn(f"the broker kept {len(refused)} test topics: {refused[:5]}", stacklevel=1)
+        except Exception as exc:  # noqa: BLE001 - e.g. the broker is down: the run's outcome stands
+            warnings.warn(f"could not delete this session's test topics: {exc}", stacklevel=1)
 
 
 @pytest.fixture(scope="session")
