@@ -1,4 +1,5 @@
--- Applied by scripts/infra/up.sh to FerretDB's PostgreSQL database (`ferretdb`) before FerretDB starts.
+-- Applied by scripts/infra/up.sh to FerretDB's PostgreSQL database (`ferretdb`) before FerretDB starts,
+-- after ferretdb_index_hooks.sql (the loop its trigger and its pass over existing tables share).
 --
 -- FerretDB 1.24 stores each collection as a table with one jsonb column, `_jsonb`, and hands an
 -- equality on a top-level field to PostgreSQL as `_jsonb -> 'field' @> '"value"'`. The indexes it
@@ -78,22 +79,12 @@ BEGIN
 END
 $$;
 
+-- Never fails FerretDB's CREATE INDEX over an optional index: lookups only stay slower.
 CREATE OR REPLACE FUNCTION ailab_ferretdb_on_create_index() RETURNS event_trigger
 LANGUAGE plpgsql AS $$
-DECLARE
-    created record;
 BEGIN
-    FOR created IN
-        SELECT objid FROM pg_event_trigger_ddl_commands()
-        WHERE command_tag = 'CREATE INDEX' AND object_type = 'index'
-    LOOP
-        BEGIN
-            PERFORM ailab_ferretdb_add_gin(created.objid::regclass);
-        EXCEPTION WHEN OTHERS THEN
-            -- Never fail FerretDB's CREATE INDEX over an optional one: lookups only stay slower.
-            RAISE WARNING 'ailab: no GIN index beside %: %', created.objid::regclass, SQLERRM;
-        END;
-    END LOOP;
+    PERFORM ailab_ferretdb_each_index(
+        'ailab_ferretdb_add_gin', ailab_ferretdb_created_indexes(), 'ailab: no GIN index beside');
 END
 $$;
 
@@ -104,22 +95,9 @@ CREATE EVENT TRIGGER ailab_ferretdb_gin_indexes ON ddl_command_end
 -- Indexes made before: each in its own subtransaction, so that one failure (reported as a warning)
 -- does not stop the rest or the start.
 CREATE OR REPLACE FUNCTION ailab_ferretdb_add_missing_gin() RETURNS integer
-LANGUAGE plpgsql AS $$
-DECLARE
-    btree regclass;
-    added integer := 0;
-BEGIN
-    FOR btree IN SELECT indexrelid::regclass FROM pg_index LOOP
-        BEGIN
-            IF ailab_ferretdb_add_gin(btree) THEN
-                added := added + 1;
-            END IF;
-        EXCEPTION WHEN OTHERS THEN
-            RAISE WARNING 'ailab: no GIN index beside %: %', btree, SQLERRM;
-        END;
-    END LOOP;
-    RETURN added;
-END
+LANGUAGE sql AS $$
+    SELECT ailab_ferretdb_each_index(
+        'ailab_ferretdb_add_gin', ARRAY(SELECT indexrelid::regclass FROM pg_index), 'ailab: no GIN index beside')
 $$;
 
 -- GIN indexes made before a collection was listed as skipped: dropped (only ours: `_gin` names on a

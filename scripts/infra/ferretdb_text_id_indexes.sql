@@ -1,4 +1,5 @@
--- Applied by scripts/infra/up.sh to FerretDB's PostgreSQL database (`ferretdb`) before FerretDB starts.
+-- Applied by scripts/infra/up.sh to FerretDB's PostgreSQL database (`ferretdb`) before FerretDB starts,
+-- after ferretdb_index_hooks.sql (the loop its trigger and its pass over existing tables share).
 --
 -- FerretDB 1.24 keeps a collection's `_id` unique with a btree on the jsonb expression
 -- `_jsonb -> '_id'`, so each insert compares jsonb values all the way down that btree (each
@@ -55,22 +56,12 @@ BEGIN
 END
 $$;
 
+-- Never fails FerretDB's CREATE INDEX over this: its own index stays, inserts cost more.
 CREATE OR REPLACE FUNCTION ailab_ferretdb_on_create_id_index() RETURNS event_trigger
 LANGUAGE plpgsql AS $$
-DECLARE
-    created record;
 BEGIN
-    FOR created IN
-        SELECT objid FROM pg_event_trigger_ddl_commands()
-        WHERE command_tag = 'CREATE INDEX' AND object_type = 'index'
-    LOOP
-        BEGIN
-            PERFORM ailab_ferretdb_text_id_index(created.objid::regclass);
-        EXCEPTION WHEN OTHERS THEN
-            -- Never fail FerretDB's CREATE INDEX over this: its own index stays, inserts cost more.
-            RAISE WARNING 'ailab: kept the jsonb _id index %: %', created.objid::regclass, SQLERRM;
-        END;
-    END LOOP;
+    PERFORM ailab_ferretdb_each_index(
+        'ailab_ferretdb_text_id_index', ailab_ferretdb_created_indexes(), 'ailab: kept the jsonb _id index');
 END
 $$;
 
@@ -81,26 +72,14 @@ CREATE EVENT TRIGGER ailab_ferretdb_text_id_indexes ON ddl_command_end
 -- Tables made before: each in its own subtransaction, so that one failure (reported as a warning)
 -- does not stop the rest or the start. The candidates are listed first: replacing adds indexes.
 CREATE OR REPLACE FUNCTION ailab_ferretdb_text_id_existing() RETURNS integer
-LANGUAGE plpgsql AS $$
-DECLARE
-    candidates regclass[];
-    idx regclass;
-    replaced integer := 0;
-BEGIN
-    SELECT coalesce(array_agg(i.indexrelid::regclass), '{}') INTO candidates
-    FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid
-    WHERE i.indisunique AND ailab_ferretdb_text_id_listed(t.relname);
-    FOREACH idx IN ARRAY candidates LOOP
-        BEGIN
-            IF ailab_ferretdb_text_id_index(idx) THEN
-                replaced := replaced + 1;
-            END IF;
-        EXCEPTION WHEN OTHERS THEN
-            RAISE WARNING 'ailab: kept the jsonb _id index %: %', idx, SQLERRM;
-        END;
-    END LOOP;
-    RETURN replaced;
-END
+LANGUAGE sql AS $$
+    SELECT ailab_ferretdb_each_index(
+        'ailab_ferretdb_text_id_index',
+        ARRAY(
+            SELECT i.indexrelid::regclass FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid
+            WHERE i.indisunique AND ailab_ferretdb_text_id_listed(t.relname)
+        ),
+        'ailab: kept the jsonb _id index')
 $$;
 
 SELECT ailab_ferretdb_text_id_existing() AS text_id_indexes_replaced;

@@ -137,6 +137,11 @@ apply_ferretdb_sql() {
     ferretdb_psql -f "$INFRA_DIR/$1" || die "postgres: could not apply $1 (see $LOG_DIR/postgres.log)"
 }
 
+# What the two files below share (a loop over indexes, each handled in its own subtransaction).
+ensure_ferretdb_index_hooks() {
+    apply_ferretdb_sql ferretdb_index_hooks.sql >/dev/null || exit 1
+}
+
 # FerretDB 1.24 filters with expressions its own btree indexes cannot serve, so a find/update/replace/
 # delete by `_id` or by an indexed field reads every row of the table. ferretdb_gin_indexes.sql has
 # PostgreSQL add a GIN index beside each of FerretDB's, but on collections it lists as only inserted
@@ -334,6 +339,7 @@ if [[ "$FERRETDB_HANDLER" == postgresql ]]; then
     await postgres probe_postgres
     printf '%s\n' "$(pg_pid)" >"$(pid_file postgres)"
     ensure_ferretdb_database
+    ensure_ferretdb_index_hooks
     ensure_ferretdb_gin_indexes
     ensure_ferretdb_text_id_indexes
 fi
