@@ -36,7 +36,9 @@ def _wire(runtime: Runtime) -> None:
     views = MongoUsageViews(runtime.db)
     recorder = RuntimeRecorder(runtime)
     ingestor = UsageIngestor(MongoUsageStore(runtime.db), day_close_after=settings.day_close_after)
-    quotas = QuotaEvaluator(views, recorder, settings.quota_warning_pct)
+    quotas = QuotaEvaluator(
+        views, recorder, settings.quota_warning_pct, cache_ttl_s=settings.quota_cache_ttl_s
+    )
     group = f"{settings.topic_prefix}usage-meter.ledger"
     consumer = UsageConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -52,7 +54,7 @@ def _wire(runtime: Runtime) -> None:
         session_timeout_ms=settings.consumer_session_timeout_ms,
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         acceptance_grace=timedelta(seconds=settings.acceptance_grace_s),
-        on_batch=quotas.mark,
+        on_batch=quotas.note_applied,
     )
     runtime.extras["usage"] = UsageMeterServices(
         rules=settings.acceptance_rules(),

@@ -51,6 +51,15 @@ class Settings(ServiceSettings):
     retention_interval_s: float = 3600.0
     quota_interval_s: float = 0.5
     quota_warning_pct: int = 80
+    quota_cache_ttl_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="How long quota evaluation trusts a tenant's limits and quota states as it last "
+        "read them: usage this process applies is checked against them without reading anything, "
+        "and only a changed state is evaluated from the database. Limit changes this process "
+        "consumes take effect at once; ones another replica consumes, within this time. 0: read "
+        "everything on every evaluation.",
+    )
 
     def acceptance_rules(self) -> AcceptanceRules:
         return AcceptanceRules(

@@ -26,7 +26,7 @@ from usage_meter.adapters.mongo_store import (
 )
 from usage_meter.adapters.mongo_views import MongoUsageViews
 from usage_meter.application.ingest import UsageIngestor, load_aggregates
-from usage_meter.domain.model import Aggregate, Delivery, Sheet, UsageEntry, comparable
+from usage_meter.domain.model import Aggregate, Delivery, QuotaUsage, Sheet, UsageEntry, comparable
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 27, 12, tzinfo=UTC)
@@ -258,7 +258,7 @@ async def test_the_read_side_sees_one_document_per_meter_of_each_sheet(
 ) -> None:
     v, db = views
     ingestor = UsageIngestor(MongoUsageStore(db), day_close_after=timedelta(hours=1))
-    await ingestor.apply(
+    applied = await ingestor.apply(
         [
             Delivery(0, 1, metered(1, "acme", "tokens_in", 10)),
             Delivery(0, 1, metered(2, "acme", "tokens_out", 4)),
@@ -277,8 +277,15 @@ async def test_the_read_side_sees_one_document_per_meter_of_each_sheet(
         "tokens_out"
     ]
     assert await v.aggregates("acme", "d", "2026-11-28", "2026-11-30") == []
-    assert (await v.total("acme", "storage_mb"), await v.total("acme", "tokens_in")) == (Decimal(7), 0)
-    assert await v.total("initech", "storage_mb") == 0
+    month = T0.strftime("%Y-%m")
+    usage = await v.quota_usage("acme", month)
+    assert {sheet: (u.version, u.used) for sheet, u in usage.items()} == {
+        f"m|acme|{month}": (1, {"tokens": Decimal(14), "storage": Decimal(7)}),
+        "t|acme|all": (1, {"storage": Decimal(7)}),
+    }
+    assert await v.quota_usage("initech", month) == {}
+    # What the consumer hands quota evaluation after the batch is what a read gives (no day sheets).
+    assert applied.quota_usage == {**usage, f"m|globex|{month}": QuotaUsage(1, {"tokens": Decimal(99)})}
 
 
 async def test_per_meter_aggregates_stored_before_sheets_are_copied_once(
@@ -324,7 +331,7 @@ async def test_per_meter_aggregates_stored_before_sheets_are_copied_once(
         ("tokens_in", "10", 1),
         ("tokens_out", "4", 1),
     ]
-    assert await v.total("acme", "storage_mb") == 7
+    assert (await v.quota_usage("acme", "2026-11"))["t|acme|all"].used == {"storage": Decimal(7)}
     # The consumer goes on from the copied positions: an event already in counts once, a new one adds.
     ingestor = UsageIngestor(MongoUsageStore(db), day_close_after=timedelta(hours=1))
     await ingestor.apply([Delivery(0, 1, entries[1]), Delivery(0, 9, metered(9, "acme", "tokens_out", 5))])

@@ -16,7 +16,7 @@ import pytest
 from pydantic import BaseModel
 
 from ailab_contracts import REGISTRY
-from ailab_contracts.events.usage import UsageBatchEvent, UsageBatchRecorded
+from ailab_contracts.events.usage import QuotaStateChanged, UsageBatchEvent, UsageBatchRecorded
 from usage_meter.application.bulk import (
     CLIENT_ID_NAMESPACE,
     ItemResult,
@@ -29,7 +29,13 @@ from usage_meter.application.bulk import (
     random_event_id,
 )
 from usage_meter.application.jobs import QuotaEvaluator
-from usage_meter.domain.model import AcceptanceRules, quota_state, storage_limit_mb
+from usage_meter.domain.model import (
+    AcceptanceRules,
+    QuotaUsage,
+    quota_sheet_ids,
+    quota_state,
+    storage_limit_mb,
+)
 
 pytestmark = pytest.mark.unit
 NOW = datetime(2026, 11, 27, 12, tzinfo=UTC)
@@ -289,24 +295,32 @@ def test_storage_limit_in_mb() -> None:
 
 
 class Views:
+    """In memory, one tenant: its month's quantities per meter, its storage total, limits, states."""
+
     def __init__(self) -> None:
         self.month: dict[str, Decimal] = {}
         self.storage = Decimal(0)
+        self.version = 1  # of both sheets: bump it with their contents
         self.states: dict[str, dict[str, Any]] = {}
         self.lims: dict[str, Any] | None = {
             "max_requests_per_month": 10,
             "max_tokens_per_month": -1,
             "max_storage_gb": 1,
         }
+        self.reads = 0  # limits read: one per evaluation from the database
 
     async def limits(self, tenant_id: str) -> dict[str, Any] | None:
+        self.reads += 1
         return self.lims
 
-    async def aggregates(self, tenant_id: str, kind: str, first: str, last: str) -> list[dict[str, Any]]:
-        return [{"meter": m, "quantity": str(q)} for m, q in self.month.items()]
-
-    async def total(self, tenant_id: str, meter: str) -> Decimal:
-        return self.storage
+    async def quota_usage(self, tenant_id: str, month: str) -> dict[str, QuotaUsage]:
+        month_sheet, totals_sheet = quota_sheet_ids(tenant_id, month)
+        return {
+            month_sheet: QuotaUsage.of_doc({"v": self.version, "meters": _parts(self.month)}),
+            totals_sheet: QuotaUsage.of_doc(
+                {"v": self.version, "meters": _parts({"storage_mb": self.storage})}
+            ),
+        }
 
     async def quota_states(self, tenant_id: str) -> dict[str, dict[str, Any]]:
         return dict(self.states)
@@ -316,6 +330,10 @@ class Views:
 
     async def stale_quota_tenants(self, month: str) -> list[str]:
         return []
+
+
+def _parts(quantities: dict[str, Decimal]) -> dict[str, dict[str, str]]:
+    return {meter: {"quantity": str(q)} for meter, q in quantities.items()}
 
 
 class Recorder:
@@ -375,3 +393,128 @@ async def test_quota_evaluator_adopts_a_stream_moved_by_another_process() -> Non
     await other.evaluate("acme")
     assert await evaluator.evaluate("acme") == []  # conflict: adopts sequence 1 instead of publishing
     assert views.states["requests"]["sequence"] == 1 and views.states["requests"]["state"] == "exceeded"
+
+
+class Clocks:
+    """The evaluator's wall clock (for the month) and monotonic clock (for the cache's age)."""
+
+    def __init__(self) -> None:
+        self.now = NOW
+        self.mono = 1000.0
+
+
+def _evaluator(views: Views, recorder: Recorder, clocks: Clocks, ttl_s: float = 30.0) -> QuotaEvaluator:
+    return QuotaEvaluator(
+        views, recorder, clock=lambda: clocks.now, cache_ttl_s=ttl_s, monotonic=lambda: clocks.mono
+    )
+
+
+def _applied(requests: int, version: int, storage: int | None = None) -> dict[str, QuotaUsage]:
+    """The quota sheets of tenant acme as a batch of this process wrote them."""
+    month_sheet, totals_sheet = quota_sheet_ids("acme", "2026-11")
+    usage = {month_sheet: QuotaUsage(version, {"requests": Decimal(requests)})}
+    if storage is not None:
+        usage[totals_sheet] = QuotaUsage(version, {"storage": Decimal(storage)})
+    return usage
+
+
+async def test_usage_applied_here_is_checked_in_memory_until_a_state_would_change() -> None:
+    views, recorder, clocks = Views(), Recorder(), Clocks()
+    evaluator = _evaluator(views, recorder, clocks)
+    await evaluator.mark({"acme"})
+    await evaluator.drain()
+    assert (views.reads, evaluator.evaluations, evaluator.checks) == (1, 1, 0)
+    for version, requests in ((2, 3), (3, 5), (4, 7)):  # below 80 % of 10: nothing to read or publish
+        await evaluator.note_applied(_applied(requests, version))
+        await evaluator.drain()
+    assert (views.reads, evaluator.checks, recorder.streams) == (1, 3, {})
+    # Applied here and not yet read back (the database still shows version 4's 7 requests): the newer
+    # version counts, and the state change is decided on a fresh read.
+    views.month["requests"], views.version = Decimal(7), 4
+    await evaluator.note_applied(_applied(9, 5))
+    await evaluator.drain()
+    (warning,) = recorder.streams["quota:acme:requests"]
+    assert isinstance(warning, QuotaStateChanged)
+    assert (warning.state, warning.used, views.reads) == ("warning", Decimal(9), 2)
+    # An older reading arriving late changes nothing; the known state is the published one.
+    await evaluator.note_applied(_applied(4, 3))
+    await evaluator.drain()
+    assert (views.reads, evaluator.checks) == (2, 4)
+
+
+async def test_the_database_is_read_again_after_the_ttl_a_mark_or_a_new_month() -> None:
+    views, recorder, clocks = Views(), Recorder(), Clocks()
+    evaluator = _evaluator(views, recorder, clocks, ttl_s=30.0)
+    await evaluator.check("acme")  # nothing known yet: read
+    await evaluator.note_applied(_applied(1, 2))
+    await evaluator.drain()
+    assert views.reads == 1
+    clocks.mono += 31  # limits and states may have changed in another replica
+    await evaluator.note_applied(_applied(2, 3))
+    await evaluator.drain()
+    assert views.reads == 2
+    views.month["requests"], views.version = Decimal(2), 3  # what the batches wrote
+    views.lims = {**(views.lims or {}), "max_requests_per_month": 2}  # consumed here: marked
+    await evaluator.mark({"acme"})
+    await evaluator.drain()
+    assert views.reads == 3 and recorder.streams["quota:acme:requests"][-1].state == "exceeded"  # type: ignore[attr-defined]
+    clocks.now = datetime(2026, 12, 1, 0, 0, 1, tzinfo=UTC)  # a new month: its own sheet, read
+    views.month = {}
+    await evaluator.note_applied(_applied(2, 4))  # a late event of November
+    await evaluator.drain()
+    assert views.reads == 4 and recorder.streams["quota:acme:requests"][-1].state == "ok"  # type: ignore[attr-defined]
+
+
+async def test_without_limits_nothing_is_read_again_until_the_ttl() -> None:
+    views, recorder, clocks = Views(), Recorder(), Clocks()
+    views.lims = None
+    evaluator = _evaluator(views, recorder, clocks)
+    for version in range(2, 7):
+        await evaluator.note_applied(_applied(100, version))
+        await evaluator.drain()
+    assert (views.reads, evaluator.checks, recorder.streams) == (1, 4, {})
+
+
+async def test_a_ttl_of_zero_reads_on_every_evaluation() -> None:
+    views, recorder, clocks = Views(), Recorder(), Clocks()
+    evaluator = _evaluator(views, recorder, clocks, ttl_s=0)
+    for version in range(2, 5):
+        await evaluator.note_applied(_applied(1, version))
+        await evaluator.drain()
+    assert (views.reads, evaluator.checks) == (3, 0)
+
+
+async def test_storage_applied_here_can_fall_back_without_a_read_until_its_state_changes() -> None:
+    views, recorder, clocks = Views(), Recorder(), Clocks()
+    evaluator = _evaluator(views, recorder, clocks)
+    views.storage = Decimal(900)  # of 1,024 MB: warning
+    await evaluator.evaluate("acme")
+    assert recorder.streams["quota:acme:storage"][-1].state == "warning"  # type: ignore[attr-defined]
+    await evaluator.note_applied(_applied(0, 2, storage=850))
+    await evaluator.drain()
+    assert views.reads == 1
+    views.storage, views.version = Decimal(100), 3
+    await evaluator.note_applied(_applied(0, 3, storage=100))
+    await evaluator.drain()
+    assert views.reads == 2 and recorder.streams["quota:acme:storage"][-1].state == "ok"  # type: ignore[attr-defined]
+
+
+async def test_a_failed_evaluation_keeps_every_tenant_it_did_not_finish() -> None:
+    class Failing(Views):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fail = True
+
+        async def limits(self, tenant_id: str) -> dict[str, Any] | None:
+            if self.fail and tenant_id == "b":
+                raise ConnectionError("database gone")
+            return await super().limits(tenant_id)
+
+    views, recorder, clocks = Failing(), Recorder(), Clocks()
+    evaluator = _evaluator(views, recorder, clocks)
+    await evaluator.mark({"a", "b", "c"})
+    with pytest.raises(ConnectionError):
+        await evaluator.drain()
+    views.fail = False
+    await evaluator.drain()
+    assert views.reads == 3  # a once, then b and c

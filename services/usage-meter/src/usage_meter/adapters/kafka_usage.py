@@ -30,7 +30,7 @@ from ailab_runtime.kafka import (
 
 from ..application.bulk import USAGE_BATCH_RECORDED
 from ..application.ingest import ClaimedBatch, UsageIngestor
-from ..domain.model import AcceptanceRules, Delivery
+from ..domain.model import AcceptanceRules, Delivery, QuotaUsage
 from .usage_records import USAGE_TYPES, Rejected, decode, decode_batch_bytes
 
 log = logging.getLogger(__name__)
@@ -198,7 +198,7 @@ class UsageConsumer:
         session_timeout_ms: int = 10_000,
         fetch_max_wait_ms: int = DEFAULT_FETCH_MAX_WAIT_MS,
         acceptance_grace: timedelta = timedelta(minutes=1),
-        on_batch: Callable[[set[str]], Awaitable[None]] | None = None,
+        on_batch: Callable[[dict[str, QuotaUsage]], Awaitable[None]] | None = None,
     ) -> None:
         self._bootstrap = bootstrap_servers
         self._topic = topic
@@ -358,8 +358,8 @@ class UsageConsumer:
             tp: datetime.fromtimestamp(records[-1].timestamp / 1000, UTC) for tp, records in batches.items()
         }
         await self._advance_watermarks(consumer, marks, datetime.now(UTC), caught_up=False)
-        if self._on_batch and result.tenants:
-            await self._on_batch(result.tenants)
+        if self._on_batch and result.quota_usage:
+            await self._on_batch(result.quota_usage)
 
     async def _dead_letter(self, dead: list[tuple[ConsumerRecord[bytes, bytes], str, str]]) -> None:
         producer = self._producer()

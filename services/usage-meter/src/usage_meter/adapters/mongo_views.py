@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from pydantic import AwareDatetime, TypeAdapter
@@ -14,7 +13,7 @@ from pymongo.errors import DuplicateKeyError
 
 from ailab_runtime.mongo_server import delete_matching, is_ferretdb
 
-from ..domain.model import sheet_aggregate_docs
+from ..domain.model import QuotaUsage, quota_sheet_ids, sheet_aggregate_docs
 from .mongo_store import (
     AGGREGATES,
     CLOSE_REQUESTS,
@@ -61,10 +60,16 @@ class MongoUsageViews:
         wanted = [d for d in docs if meter in (None, d["meter"])]
         return sorted(wanted, key=lambda d: (d["period"], d["meter"]))
 
-    async def total(self, tenant_id: str, meter: str) -> Decimal:
-        sheet = await self._db[AGGREGATES].find_one({"_id": f"t|{tenant_id}|all"})
-        part = sheet["meters"].get(meter) if sheet else None
-        return Decimal(part["quantity"]) if part else Decimal(0)
+    async def quota_usage(self, tenant_id: str, month: str) -> dict[str, QuotaUsage]:
+        """The tenant's month sheet and running-totals sheet as quota evaluation reads them (by
+        sheet id; absent: nothing stored yet). Two reads by `_id`: on FerretDB 1.24 cheaper than the
+        range query `aggregates` makes."""
+        found: dict[str, QuotaUsage] = {}
+        for sheet in quota_sheet_ids(tenant_id, month):
+            doc = await self._db[AGGREGATES].find_one({"_id": sheet})
+            if doc is not None:
+                found[sheet] = QuotaUsage.of_doc(doc)
+        return found
 
     async def day_status(self, tenant_id: str, days: Sequence[str]) -> dict[str, Doc]:
         ids = [f"{tenant_id}|{d}" for d in days]

@@ -37,6 +37,7 @@ from ..domain.model import (
     Aggregate,
     Delivery,
     Folded,
+    QuotaUsage,
     Sheet,
     Stamp,
     aggregate_ids,
@@ -55,7 +56,9 @@ class BatchResult:
     effective: int = 0
     duplicates: int = 0
     documents: int = 0  # aggregate sheets written
-    tenants: set[str] = field(default_factory=set)
+    # The quota sheets (a tenant's month, its running totals) as written: what quota evaluation
+    # checks limits against without reading them back.
+    quota_usage: dict[str, QuotaUsage] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)  # time per stage (ledger, members, aggregates)
 
 
@@ -156,7 +159,6 @@ class UsageIngestor:
         member_stamps: dict[tuple[str, str, str], list[Stamp]] = {}
         member_meta: dict[tuple[str, str, str], tuple[str, str]] = {}  # -> (tenant, counter)
         for (tenant, day, _), group in groups.items():
-            result.tenants.add(tenant)
             if (tenant, day) not in days:
                 days[(tenant, day)] = day_start(day) + timedelta(days=1) + self._close_after
             for agg_id in group.aggregate_ids:
@@ -195,17 +197,23 @@ class UsageIngestor:
             # forever. A few at a time is as fast and leaves room for the other services.
             slots = asyncio.Semaphore(self._concurrent_writes)
 
-            async def save(sheet: str, items: dict[str, list[_Group]]) -> int:
+            async def save(sheet: str, items: dict[str, list[_Group]]) -> Sheet | None:
                 async with slots:
                     return await self._save(sheet, items, sheets, counters)
 
             saved = await asyncio.gather(*(save(sheet, items) for sheet, items in by_sheet.items()))
-            result.documents = sum(saved)
         else:
+            saved = []
             for sheet, items in by_sheet.items():
-                if result.documents >= self._crash_after:
-                    raise CrashForTest(f"crash after {result.documents} aggregate writes")
-                result.documents += await self._save(sheet, items, sheets, counters)
+                if len(saved) >= self._crash_after:
+                    raise CrashForTest(f"crash after {len(saved)} aggregate writes")
+                if (written := await self._save(sheet, items, sheets, counters)) is not None:
+                    saved.append(written)
+        for written in saved:
+            if written is not None:
+                result.documents += 1
+                if written.id[0] in "mt":  # a month's or the running totals' sheet
+                    result.quota_usage[written.id] = QuotaUsage.of_sheet(written)
         result.seconds["aggregates"] = time.perf_counter() - started
 
     async def _save(
@@ -214,9 +222,9 @@ class UsageIngestor:
         contributions: dict[str, list[_Group]],
         sheets: dict[str, Sheet],
         counters: dict[tuple[str, Stamp], list[str]],
-    ) -> int:
+    ) -> Sheet | None:
         """Fold the deliveries not yet in each of the sheet's aggregates into it and store the sheet;
-        1 if written."""
+        the sheet as stored, or None when it held them all already."""
         for _attempt in range(5):
             sheet = sheets.get(sheet_key) or Sheet(sheet_key)
             changed = False
@@ -226,9 +234,9 @@ class UsageIngestor:
                     sheet.aggregates[agg_id] = agg
                     changed = True
             if not changed:
-                return 0
+                return None
             if await self._store.save_sheet(sheet):
-                return 1
+                return sheet
             log.warning("sheet changed by another writer; reloading", extra={"fields": {"id": sheet_key}})
             sheets.pop(sheet_key, None)
             sheets.update(await self._store.load_sheets([sheet_key]))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
@@ -16,11 +18,15 @@ from ailab_contracts.events.usage import DailyUsageClosed, MeterTotal, QuotaStat
 from ..domain.model import (
     MONTHLY_QUOTAS,
     QUOTA_THRESHOLDS,
+    QuotaName,
+    QuotaUsage,
     month_of,
     next_month_start,
+    quota_sheet_ids,
     quota_state,
     storage_limit_mb,
 )
+from .ports import QuotaViews
 
 log = logging.getLogger(__name__)
 
@@ -42,24 +48,72 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass
+class _KnownQuotas:
+    """A tenant's quota limits and states as this process last read or published them, and its
+    usage as last read or applied here (per quota sheet, the newest version seen)."""
+
+    month: str
+    limits: dict[QuotaName, int]  # empty: no limits known for the tenant
+    states: dict[QuotaName, str]
+    usage: dict[str, QuotaUsage]  # by sheet id (quota_sheet_ids)
+    read_at: float  # monotonic
+
+
 class QuotaEvaluator:
     """Publishes `usage.QuotaStateChanged` when a tenant's quota state changes. One evaluation per
-    tenant at a time (dirty set drained by one task); the stream version guards other processes."""
+    tenant at a time (dirty sets drained by one task); the stream version guards other processes.
+
+    Usage this process applies (`note_applied`, after each batch: the month and running-totals
+    sheets as written, with their versions) is checked in memory against the limits and states
+    last read (`check`); only a state that would change, a new month, or limits and states older
+    than `cache_ttl_s` make it read the database (`evaluate`, four reads per tenant: ~4 ms of CPU on
+    FerretDB). A tenant's usage events all carry its key, so one partition and one consumer apply
+    them; its limits change through `mark` (this process's plans consumer) at once, or, consumed by
+    another replica, within the TTL. Whatever is published is decided on a fresh read."""
 
     def __init__(
-        self, views: Any, recorder: EventRecorder, warning_pct: int = 80, clock: Clock = utc_now
+        self,
+        views: QuotaViews,
+        recorder: EventRecorder,
+        warning_pct: int = 80,
+        clock: Clock = utc_now,
+        cache_ttl_s: float = 30.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._views = views
         self._recorder = recorder
         self._pct = warning_pct
         self._clock = clock
-        self._dirty: set[str] = set()
+        self._ttl = cache_ttl_s
+        self._monotonic = monotonic
+        self._dirty: set[str] = set()  # to evaluate from the database
+        self._touched: set[str] = set()  # usage applied here: to check against what is known
+        self._known: dict[str, _KnownQuotas] = {}
+        self._noted: dict[str, dict[str, QuotaUsage]] = {}  # tenant -> sheet id -> newest applied
         self._wake = asyncio.Event()
         self.published = 0
+        self.evaluations = 0  # read from the database
+        self.checks = 0  # settled in memory
 
     async def mark(self, tenants: set[str]) -> None:
+        """Evaluate these tenants from the database (their limits changed, or nothing is known)."""
+        for tenant in tenants:
+            self._known.pop(tenant, None)
         self._dirty |= tenants
         self._wake.set()
+
+    async def note_applied(self, usage: dict[str, QuotaUsage]) -> None:
+        """Quota sheets (month `m|…`, running totals `t|…`) as this process just stored them."""
+        for sheet, reading in usage.items():
+            tenant = sheet.split("|")[1]
+            noted = self._noted.setdefault(tenant, {})
+            newest = QuotaUsage.newest(noted.get(sheet), reading)
+            if newest is not None:
+                noted[sheet] = newest
+            self._touched.add(tenant)
+        if usage:
+            self._wake.set()
 
     async def run(self, stop: asyncio.Event, interval_s: float) -> None:
         last_rollover = datetime.min.replace(tzinfo=UTC)
@@ -68,7 +122,8 @@ class QuotaEvaluator:
                 now = self._clock()
                 if now - last_rollover > timedelta(seconds=60):
                     last_rollover = now
-                    self._dirty |= set(await self._views.stale_quota_tenants(month_of(now)))
+                    await self.mark(set(await self._views.stale_quota_tenants(month_of(now))))
+                    self._forget_old()
                 await self.drain()
             except Exception:
                 log.exception("quota evaluation failed; retrying")
@@ -80,38 +135,73 @@ class QuotaEvaluator:
             await asyncio.sleep(min(interval_s, 0.2))  # coalesce bursts of batches
 
     async def drain(self) -> None:
-        tenants, self._dirty = self._dirty, set()
-        for tenant in sorted(tenants):
-            try:
+        full = sorted(self._dirty)
+        quick = sorted(self._touched - self._dirty)
+        self._dirty, self._touched = set(), set()
+        done_full = done_quick = 0
+        try:
+            for tenant in full:
                 await self.evaluate(tenant)
-            except Exception:
-                self._dirty.add(tenant)
-                raise
+                done_full += 1
+            for tenant in quick:
+                await self.check(tenant)
+                done_quick += 1
+        except BaseException:
+            # Nothing is lost: the failed tenant and those not reached yet are tried again.
+            self._dirty.update(full[done_full:])
+            self._touched.update(quick[done_quick:])
+            raise
+
+    async def check(self, tenant_id: str) -> list[QuotaStateChanged]:
+        """`evaluate`, unless what is known settles it: recent limits and states, and usage whose
+        states are the known ones (then nothing is read and nothing changes)."""
+        known = self._known.get(tenant_id)
+        month = month_of(self._clock())
+        if known is None or known.month != month or self._monotonic() - known.read_at > self._ttl:
+            return await self.evaluate(tenant_id)
+        self._merge_noted(tenant_id, month, known.usage)
+        if self._states(tenant_id, month, known.limits, known.usage) != known.states:
+            return await self.evaluate(tenant_id)
+        self.checks += 1
+        return []
 
     async def evaluate(self, tenant_id: str) -> list[QuotaStateChanged]:
+        """Read the tenant's limits, usage and quota states, and publish each state that changed."""
+        previous = self._known.pop(tenant_id, None)
+        self.evaluations += 1
+        read_at = self._monotonic()
         limits = await self._views.limits(tenant_id)
-        if not limits:
-            return []
         now = self._clock()
         month = month_of(now)
-        usage = await self._usage(tenant_id, month)
-        quota_limits = {
+        if not limits:
+            self._noted.pop(tenant_id, None)  # no quota to count it against
+            self._remember(tenant_id, _KnownQuotas(month, {}, {}, {}, read_at))
+            return []
+        usage = await self._views.quota_usage(tenant_id, month)
+        if previous is not None and previous.month == month:  # a reading may be newer than this one
+            for sheet, reading in previous.usage.items():
+                usage[sheet] = QuotaUsage.newest(usage.get(sheet), reading) or reading
+        usage = self._merge_noted(tenant_id, month, usage)
+        quota_limits: dict[QuotaName, int] = {
             "requests": int(limits["max_requests_per_month"]),
             "tokens": int(limits["max_tokens_per_month"]),
             "storage": storage_limit_mb(float(limits["max_storage_gb"])),
         }
+        used_now = self._used(tenant_id, month, usage)
         states = await self._views.quota_states(tenant_id)
         published: list[QuotaStateChanged] = []
+        final: dict[QuotaName, str] = {}
         for quota, limit in quota_limits.items():
             period = month if quota in MONTHLY_QUOTAS else "current"
-            used = usage[quota]
+            used = used_now[quota]
             new = quota_state(used, limit, self._pct)
             current = states.get(quota) or {"state": "ok", "sequence": 0, "period": period}
             if new == current["state"]:
+                final[quota] = new
                 continue
             event = QuotaStateChanged(
                 tenant_id=tenant_id,
-                quota=quota,  # type: ignore[arg-type]
+                quota=quota,
                 period=period,
                 limit=limit,
                 used=used,
@@ -125,6 +215,7 @@ class QuotaEvaluator:
             if await self._recorder.record_once(stream, int(current["sequence"]), tenant_id, event):
                 published.append(event)
                 self.published += 1
+                final[quota] = new
                 await self._save(tenant_id, quota, event.sequence, new, period, limit)
             else:  # another process moved the stream: adopt its latest state, evaluate again later
                 version, payload = await self._recorder.last_event(stream)
@@ -133,6 +224,8 @@ class QuotaEvaluator:
                         tenant_id, quota, version, payload["state"], payload["period"], payload["limit"]
                     )
                 self._dirty.add(tenant_id)
+        if len(final) == len(quota_limits):  # nothing left to settle: what was read can be trusted
+            self._remember(tenant_id, _KnownQuotas(month, quota_limits, final, usage, read_at))
         return published
 
     async def _save(self, tenant_id: str, quota: str, seq: int, state: str, period: str, limit: int) -> None:
@@ -140,14 +233,41 @@ class QuotaEvaluator:
             tenant_id, quota, {"sequence": seq, "state": state, "period": period, "limit": limit}
         )
 
-    async def _usage(self, tenant_id: str, month: str) -> dict[str, Decimal]:
-        docs = await self._views.aggregates(tenant_id, "m", month, month)
-        by_meter = {d["meter"]: Decimal(d["quantity"]) for d in docs}
+    def _remember(self, tenant_id: str, known: _KnownQuotas) -> None:
+        if self._ttl > 0:
+            self._known[tenant_id] = known
+
+    def _forget_old(self) -> None:
+        oldest = self._monotonic() - self._ttl
+        for tenant in [t for t, k in self._known.items() if k.read_at < oldest]:
+            del self._known[tenant]
+
+    def _merge_noted(self, tenant_id: str, month: str, usage: dict[str, QuotaUsage]) -> dict[str, QuotaUsage]:
+        """`usage` with what this process applied since, where newer (other months' sheets are dropped:
+        past months count for no quota)."""
+        noted = self._noted.pop(tenant_id, {})
+        for sheet in quota_sheet_ids(tenant_id, month):
+            newest = QuotaUsage.newest(usage.get(sheet), noted.get(sheet))
+            if newest is not None:
+                usage[sheet] = newest
+        return usage
+
+    @staticmethod
+    def _used(tenant_id: str, month: str, usage: dict[str, QuotaUsage]) -> dict[QuotaName, Decimal]:
+        month_sheet, totals_sheet = quota_sheet_ids(tenant_id, month)
+        of_month, totals = usage.get(month_sheet), usage.get(totals_sheet)
+        zero = Decimal(0)
         return {
-            "requests": by_meter.get("requests", Decimal(0)),
-            "tokens": by_meter.get("tokens_in", Decimal(0)) + by_meter.get("tokens_out", Decimal(0)),
-            "storage": await self._views.total(tenant_id, "storage_mb"),
+            "requests": of_month.used.get("requests", zero) if of_month else zero,
+            "tokens": of_month.used.get("tokens", zero) if of_month else zero,
+            "storage": totals.used.get("storage", zero) if totals else zero,
         }
+
+    def _states(
+        self, tenant_id: str, month: str, limits: dict[QuotaName, int], usage: dict[str, QuotaUsage]
+    ) -> dict[QuotaName, str]:
+        used = self._used(tenant_id, month, usage)
+        return {quota: quota_state(used[quota], limit, self._pct) for quota, limit in limits.items()}
 
 
 class DayCloser:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from ..domain.model import Delivery, Sheet, Stamp
+from ..domain.model import Delivery, QuotaUsage, Sheet, Stamp
 
 
 class UsageStore(Protocol):
@@ -42,6 +42,16 @@ class UsageStore(Protocol):
 
 
 class QuotaViews(Protocol):
+    """What quota evaluation reads and writes (MongoUsageViews; the unit tests' in-memory views)."""
+
     async def limits(self, tenant_id: str) -> dict[str, Any] | None: ...
 
-    async def monthly_quantity(self, tenant_id: str, month: str, meters: Sequence[str]) -> Any: ...
+    async def quota_usage(self, tenant_id: str, month: str) -> dict[str, QuotaUsage]:
+        """The tenant's month sheet and running-totals sheet as quota evaluation reads them."""
+        ...
+
+    async def quota_states(self, tenant_id: str) -> dict[str, dict[str, Any]]: ...
+
+    async def save_quota_state(self, tenant_id: str, quota: str, state: dict[str, Any]) -> None: ...
+
+    async def stale_quota_tenants(self, month: str) -> list[str]: ...

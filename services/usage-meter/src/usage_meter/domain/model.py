@@ -480,3 +480,51 @@ def quota_state(used: Decimal, limit: int, warning_pct: int = 80) -> str:
 
 def storage_limit_mb(max_storage_gb: float) -> int:
     return -1 if max_storage_gb < 0 else int(Decimal(str(max_storage_gb)) * 1024)
+
+
+# What each quota counts, by meter: the month's requests and tokens, storage's running total.
+QUOTA_METERS: dict[QuotaName, tuple[str, ...]] = {
+    "requests": ("requests",),
+    "tokens": ("tokens_in", "tokens_out"),
+    "storage": ("storage_mb",),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaUsage:
+    """What quota evaluation reads of one stored sheet (a tenant's month, or its running totals):
+    each quota's usage in it, and the sheet's version. Sheets only grow in version, and a later
+    version holds everything an earlier one did, so of two readings the higher version is current."""
+
+    version: int
+    used: dict[QuotaName, Decimal]
+
+    @classmethod
+    def of_sheet(cls, sheet: Sheet) -> QuotaUsage:
+        quantities = {parse_aggregate_id(i)[3]: a.quantity for i, a in sheet.aggregates.items()}
+        return cls(sheet.version, _quota_sums(quantities))
+
+    @classmethod
+    def of_doc(cls, doc: dict[str, Any]) -> QuotaUsage:
+        """From a stored sheet (`Sheet.to_doc`'s form), without building its aggregates."""
+        quantities = {meter: Decimal(part["quantity"]) for meter, part in doc["meters"].items()}
+        return cls(int(doc["v"]), _quota_sums(quantities))
+
+    @staticmethod
+    def newest(a: QuotaUsage | None, b: QuotaUsage | None) -> QuotaUsage | None:
+        if a is None or (b is not None and b.version > a.version):
+            return b
+        return a
+
+
+def _quota_sums(quantities: dict[str, Decimal]) -> dict[QuotaName, Decimal]:
+    return {
+        quota: sum((quantities.get(m, ZERO) for m in meters), ZERO)
+        for quota, meters in QUOTA_METERS.items()
+        if any(m in quantities for m in meters)
+    }
+
+
+def quota_sheet_ids(tenant_id: str, month: str) -> tuple[str, str]:
+    """The sheets a tenant's quotas are read from: its month's, and its running totals'."""
+    return f"m|{tenant_id}|{month}", f"t|{tenant_id}|all"

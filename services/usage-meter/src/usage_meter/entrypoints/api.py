@@ -338,6 +338,9 @@ async def ingest_stats(
         **snapshot,
         "days_closed": services.closer.closed,
         "quota_events": services.quotas.published,
+        # Quota evaluations that read the database, and those settled in memory (QUOTA_CACHE_TTL_S).
+        "quota_evaluations": services.quotas.evaluations,
+        "quota_checks": services.quotas.checks,
     }
 
 
@@ -392,6 +395,18 @@ METRICS: list[tuple[str, str, str, Any]] = [
         "counter",
         "usage.QuotaStateChanged events published.",
         lambda s: s.quotas.published,
+    ),
+    (
+        "usage_quota_evaluations_total",
+        "counter",
+        "Quota evaluations that read the tenant's limits, usage and states from the database.",
+        lambda s: s.quotas.evaluations,
+    ),
+    (
+        "usage_quota_checks_total",
+        "counter",
+        "Quota evaluations settled in memory (usage applied here against recent limits and states).",
+        lambda s: s.quotas.checks,
     ),
 ]
 
