@@ -40,12 +40,27 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from aiokafka import AIOKafkaProducer
 from cleanup import cleanup
 from cpu_cap import CpuCap, CpuCapError, release_leftover, stack_pids
+
+from ailab_contracts import REGISTRY, new_envelope
+from ailab_contracts.events.tenancy import TenantCreated, TenantLimits
+from ailab_contracts.topics import TENANCY
+from ailab_runtime.kafka import encode
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "dev-internal-token-change-me"
 METERS = ("tokens_in", "tokens_out", "requests")
+# The consumer processes' ingest-stats counters the results keep (summed over the processes).
+CONSUMER_COUNTERS = (
+    "batches",
+    "applied",
+    "duplicates",
+    "aggregate_writes",
+    "quota_evaluations",
+    "quota_checks",
+)
 MODELS = ("gpt-4o", "gpt-4.1-mini", "claude-3.5-sonnet", "llama-3.1-8b")
 
 
@@ -124,6 +139,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for probe in (client, *stats):
                 await wait_ready(probe)
             await wait_assigned(stats, 90)
+            if args.tenant_limits:
+                await create_tenants(tenants, prefix, [client, *stats], 90)
             # Warm-up outside the measurement: topic metadata and the consumer group first, then
             # `--warmup-events` through the whole path (every tenant's documents exist, the processes'
             # code paths and the broker's JIT are warm): phase 1 measures the sustained rate, not
@@ -272,9 +289,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "consumer": steady_consumer(applied, steady),
             "cpu_seconds": cpu_steady,
         },
-        "consumer": {
-            k: applied[k] for k in ("batches", "applied", "duplicates", "aggregate_writes", "stage_seconds")
-        },
+        "consumer": {k: applied[k] for k in (*CONSUMER_COUNTERS, "stage_seconds")},
         "cpu_seconds_during_phase_1": cpu_used,
         "monthly_totals_mismatches": mismatches,
         "targets": {"events_per_s": 20000, "lag_p99_ms": 2000},
@@ -392,6 +407,59 @@ async def wait_assigned(clients: list[httpx.AsyncClient], timeout_s: float) -> N
         await asyncio.sleep(0.3)
 
 
+# Limits of a paying plan the bench stays well within: every quota is evaluated, none is crossed.
+BENCH_LIMITS = TenantLimits(
+    max_users=100,
+    max_projects=50,
+    max_requests_per_month=10_000_000,
+    max_tokens_per_month=100_000_000_000,
+    max_storage_gb=100,
+)
+
+
+async def create_tenants(
+    tenants: list[str], prefix: str, clients: list[httpx.AsyncClient], timeout_s: float
+) -> None:
+    """Create the bench's tenants as the tenancy service does (`tenancy.TenantCreated` on its topic,
+    keyed by tenant, with plan limits), and wait until the usage-meter has read their limits (each
+    one is evaluated once when its limits arrive): quota evaluation then does for them what it does
+    for real tenants, which always have limits."""
+    producer = AIOKafkaProducer(bootstrap_servers=os.environ["KAFKA_BOOTSTRAP_SERVERS"], acks="all")
+    await producer.start()
+    try:
+        for tenant in tenants:
+            event = TenantCreated(
+                tenant_id=tenant, name=tenant, plan="pro", limits=BENCH_LIMITS, created_by="usr_bench"
+            )
+            envelope = new_envelope(
+                REGISTRY,
+                event,
+                stream_id=f"tenant:{tenant}",
+                stream_version=1,
+                tenant_id=tenant,
+                producer="bench",
+            )
+            await producer.send_and_wait(
+                f"{prefix}{TENANCY}",
+                value=encode(envelope.to_wire()),
+                key=tenant.encode(),
+                headers=[("event_type", envelope.event_type.encode())],
+            )
+    finally:
+        await producer.stop()
+    deadline = time.monotonic() + timeout_s
+    while True:
+        evaluated = 0
+        for client in clients:
+            evaluated += (await client.get("/v1/admin/usage/ingest-stats", params={"lag": "false"})).json()[
+                "quota_evaluations"
+            ]
+        if evaluated >= len(tenants):
+            return
+        assert time.monotonic() < deadline, f"limits of {evaluated} of {len(tenants)} tenants read"
+        await asyncio.sleep(0.2)
+
+
 def steady_consumer(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     """The consumer's counters between two `wait_applied` readings."""
     batches = after["batches"] - before["batches"]
@@ -400,6 +468,9 @@ def steady_consumer(before: dict[str, Any], after: dict[str, Any]) -> dict[str, 
         "batches": batches,
         "events_per_batch": round(applied / batches) if batches else None,
         "aggregate_writes": after["aggregate_writes"] - before["aggregate_writes"],
+        # Quota evaluations that read the database, and those settled in memory.
+        "quota_evaluations": after["quota_evaluations"] - before["quota_evaluations"],
+        "quota_checks": after["quota_checks"] - before["quota_checks"],
         "stage_seconds": {
             k: round(v - before["stage_seconds"].get(k, 0.0), 3) for k, v in after["stage_seconds"].items()
         },
@@ -421,9 +492,7 @@ async def wait_applied(clients: list[httpx.AsyncClient], total: int, timeout_s: 
         applied = sum(s["applied"] for s in each)
         if applied >= total:
             each = [(await client.get("/v1/admin/usage/ingest-stats")).json() for client in clients]
-            merged = {
-                k: sum(s[k] for s in each) for k in ("batches", "applied", "duplicates", "aggregate_writes")
-            }
+            merged = {k: sum(s[k] for s in each) for k in CONSUMER_COUNTERS}
             stages = {k for s in each for k in s["stage_seconds"]}
             merged["stage_seconds"] = {
                 k: round(sum(s["stage_seconds"].get(k, 0.0) for s in each), 3) for k in sorted(stages)
@@ -456,6 +525,14 @@ def main() -> None:
     )
     parser.add_argument("--clients", type=int, default=4, help="concurrent HTTP clients")
     parser.add_argument("--tenants", type=int, default=20)
+    parser.add_argument(
+        "--tenant-limits",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="create the tenants with plan limits first (tenancy.TenantCreated), as real tenants have, "
+        "so that quota evaluation reads them (default; --no-tenant-limits: tenants without limits, "
+        "as the results before 2026-11-28 evening were measured)",
+    )
     parser.add_argument(
         "--consumer-events", type=int, default=20000, help="usage events per consumer batch, about"
     )
