@@ -139,8 +139,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for probe in (client, *stats):
                 await wait_ready(probe)
             await wait_assigned(stats, 90)
-            if args.tenant_limits:
-                await create_tenants(tenants, prefix, [client, *stats], 90)
+            if args.tenant_limits:  # every process once (in one process, `client` is `stats[0]`'s)
+                await create_tenants(tenants, prefix, [client, *stats] if args.split else stats, 90)
             # Warm-up outside the measurement: topic metadata and the consumer group first, then
             # `--warmup-events` through the whole path (every tenant's documents exist, the processes'
             # code paths and the broker's JIT are warm): phase 1 measures the sustained rate, not

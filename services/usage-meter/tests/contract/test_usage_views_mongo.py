@@ -258,14 +258,13 @@ async def test_the_read_side_sees_one_document_per_meter_of_each_sheet(
 ) -> None:
     v, db = views
     ingestor = UsageIngestor(MongoUsageStore(db), day_close_after=timedelta(hours=1))
-    applied = await ingestor.apply(
-        [
-            Delivery(0, 1, metered(1, "acme", "tokens_in", 10)),
-            Delivery(0, 1, metered(2, "acme", "tokens_out", 4)),
-            Delivery(0, 1, metered(3, "acme", "storage_mb", 7)),
-            Delivery(0, 2, metered(4, "globex", "tokens_in", 99)),
-        ]
-    )
+    batch = [
+        Delivery(0, 1, metered(1, "acme", "tokens_in", 10)),
+        Delivery(0, 1, metered(2, "acme", "tokens_out", 4)),
+        Delivery(0, 1, metered(3, "acme", "storage_mb", 7)),
+        Delivery(0, 2, metered(4, "globex", "tokens_in", 99)),
+    ]
+    applied = await ingestor.apply(batch)
     day = T0.date().isoformat()
     docs = await v.aggregates("acme", "d", day, day)
     assert [(d["_id"], d["period"], d["meter"], d["quantity"]) for d in docs] == [
@@ -286,6 +285,10 @@ async def test_the_read_side_sees_one_document_per_meter_of_each_sheet(
     assert await v.quota_usage("initech", month) == {}
     # What the consumer hands quota evaluation after the batch is what a read gives (no day sheets).
     assert applied.quota_usage == {**usage, f"m|globex|{month}": QuotaUsage(1, {"tokens": Decimal(99)})}
+    # Redelivered after its sheets were stored (its first delivery may have failed before reaching
+    # quota evaluation): nothing written, the same sheets handed over.
+    again = await ingestor.apply(batch)
+    assert (again.documents, again.quota_usage) == (0, applied.quota_usage)
 
 
 async def test_per_meter_aggregates_stored_before_sheets_are_copied_once(

@@ -298,7 +298,8 @@ class Views:
     """In memory, one tenant: its month's quantities per meter, its storage total, limits, states."""
 
     def __init__(self) -> None:
-        self.month: dict[str, Decimal] = {}
+        self.month: dict[str, Decimal] = {}  # quantities per meter of the month `period`
+        self.period = "2026-11"
         self.storage = Decimal(0)
         self.version = 1  # of both sheets: bump it with their contents
         self.states: dict[str, dict[str, Any]] = {}
@@ -314,13 +315,16 @@ class Views:
         return self.lims
 
     async def quota_usage(self, tenant_id: str, month: str) -> dict[str, QuotaUsage]:
+        """As MongoUsageViews: the stored sheets among the two, read as `QuotaUsage.of_doc`."""
         month_sheet, totals_sheet = quota_sheet_ids(tenant_id, month)
-        return {
-            month_sheet: QuotaUsage.of_doc({"v": self.version, "meters": _parts(self.month)}),
-            totals_sheet: QuotaUsage.of_doc(
+        found = {}
+        if self.month and month == self.period:
+            found[month_sheet] = QuotaUsage.of_doc({"v": self.version, "meters": _parts(self.month)})
+        if self.storage:
+            found[totals_sheet] = QuotaUsage.of_doc(
                 {"v": self.version, "meters": _parts({"storage_mb": self.storage})}
-            ),
-        }
+            )
+        return found
 
     async def quota_states(self, tenant_id: str) -> dict[str, dict[str, Any]]:
         return dict(self.states)
@@ -359,7 +363,7 @@ async def test_quota_evaluator_publishes_each_change_once_and_falls_back_in_a_ne
     clock = {"now": NOW}
     evaluator = QuotaEvaluator(views, recorder, clock=lambda: clock["now"])
     assert await evaluator.evaluate("acme") == []
-    views.month["requests"] = Decimal(8)
+    views.month["requests"], views.version = Decimal(8), 2
     (warning,) = await evaluator.evaluate("acme")
     assert (warning.quota, warning.state, warning.previous_state, warning.threshold_pct) == (
         "requests",
@@ -369,12 +373,10 @@ async def test_quota_evaluator_publishes_each_change_once_and_falls_back_in_a_ne
     )
     assert warning.resets_at == datetime(2026, 12, 1, tzinfo=UTC) and warning.sequence == 1
     assert await evaluator.evaluate("acme") == []  # no change, no event
-    views.month["requests"] = Decimal(10)
-    views.storage = Decimal(900)
+    views.month["requests"], views.storage, views.version = Decimal(10), Decimal(900), 3
     changes = {(e.quota, e.state, e.sequence) for e in await evaluator.evaluate("acme")}
     assert changes == {("requests", "exceeded", 2), ("storage", "warning", 1)}
-    clock["now"] = datetime(2026, 12, 1, 0, 0, 5, tzinfo=UTC)
-    views.month = {}
+    clock["now"] = datetime(2026, 12, 1, 0, 0, 5, tzinfo=UTC)  # December: no sheet yet
     (reset,) = await evaluator.evaluate("acme")
     assert (reset.state, reset.previous_state, reset.period, reset.threshold_pct) == (
         "ok",
@@ -459,7 +461,6 @@ async def test_the_database_is_read_again_after_the_ttl_a_mark_or_a_new_month() 
     await evaluator.drain()
     assert views.reads == 3 and recorder.streams["quota:acme:requests"][-1].state == "exceeded"  # type: ignore[attr-defined]
     clocks.now = datetime(2026, 12, 1, 0, 0, 1, tzinfo=UTC)  # a new month: its own sheet, read
-    views.month = {}
     await evaluator.note_applied(_applied(2, 4))  # a late event of November
     await evaluator.drain()
     assert views.reads == 4 and recorder.streams["quota:acme:requests"][-1].state == "ok"  # type: ignore[attr-defined]
@@ -473,6 +474,40 @@ async def test_without_limits_nothing_is_read_again_until_the_ttl() -> None:
         await evaluator.note_applied(_applied(100, version))
         await evaluator.drain()
     assert (views.reads, evaluator.checks, recorder.streams) == (1, 4, {})
+    # Limits consumed by another replica: seen when the reading that settled the usage expires.
+    views.lims = {"max_requests_per_month": 100, "max_tokens_per_month": -1, "max_storage_gb": 1}
+    views.month["requests"], views.version = Decimal(100), 6
+    clocks.mono += 31
+    evaluator.expire()
+    await evaluator.drain()
+    assert views.reads == 2 and recorder.streams["quota:acme:requests"][-1].state == "exceeded"  # type: ignore[attr-defined]
+
+
+async def test_an_expired_reading_that_settled_nothing_is_dropped_without_a_read() -> None:
+    views, recorder, clocks = Views(), Recorder(), Clocks()
+    evaluator = _evaluator(views, recorder, clocks)
+    await evaluator.evaluate("acme")
+    clocks.mono += 31
+    evaluator.expire()
+    await evaluator.drain()
+    assert views.reads == 1
+
+
+async def test_a_limit_lowered_in_another_replica_is_noticed_when_the_reading_expires() -> None:
+    views, recorder, clocks = Views(), Recorder(), Clocks()
+    views.lims = {**(views.lims or {}), "max_requests_per_month": 1000}
+    evaluator = _evaluator(views, recorder, clocks)
+    await evaluator.evaluate("acme")
+    views.lims = {**views.lims, "max_requests_per_month": 900}  # not marked here
+    views.month["requests"], views.version = Decimal(760), 2  # 76 % of 1,000, 84 % of 900
+    await evaluator.note_applied(_applied(760, 2))
+    await evaluator.drain()
+    assert (views.reads, recorder.streams) == (1, {})  # settled against the limits it read
+    clocks.mono += 31
+    evaluator.expire()
+    await evaluator.drain()
+    (warning,) = recorder.streams["quota:acme:requests"]
+    assert (warning.state, warning.limit, views.reads) == ("warning", 900, 2)  # type: ignore[attr-defined]
 
 
 async def test_a_ttl_of_zero_reads_on_every_evaluation() -> None:
@@ -518,3 +553,13 @@ async def test_a_failed_evaluation_keeps_every_tenant_it_did_not_finish() -> Non
     views.fail = False
     await evaluator.drain()
     assert views.reads == 3  # a once, then b and c
+    # The same for tenants whose applied usage was being checked.
+    for tenant in ("a", "b", "c"):
+        month_sheet, _ = quota_sheet_ids(tenant, "2026-11")
+        await evaluator.note_applied({month_sheet: QuotaUsage(2, {"requests": Decimal(9)})})
+    views.fail = True
+    with pytest.raises(ConnectionError):
+        await evaluator.drain()  # a's state would change: evaluated; b fails
+    views.fail = False
+    await evaluator.drain()
+    assert views.reads == 3 + 3  # a, then (after b failed) b and c

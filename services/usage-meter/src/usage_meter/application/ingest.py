@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from ..domain.model import (
+    QUOTA_SHEET_KINDS,
     Aggregate,
     Delivery,
     Folded,
@@ -197,7 +198,7 @@ class UsageIngestor:
             # forever. A few at a time is as fast and leaves room for the other services.
             slots = asyncio.Semaphore(self._concurrent_writes)
 
-            async def save(sheet: str, items: dict[str, list[_Group]]) -> Sheet | None:
+            async def save(sheet: str, items: dict[str, list[_Group]]) -> tuple[Sheet, bool]:
                 async with slots:
                     return await self._save(sheet, items, sheets, counters)
 
@@ -205,15 +206,17 @@ class UsageIngestor:
         else:
             saved = []
             for sheet, items in by_sheet.items():
-                if len(saved) >= self._crash_after:
-                    raise CrashForTest(f"crash after {len(saved)} aggregate writes")
-                if (written := await self._save(sheet, items, sheets, counters)) is not None:
-                    saved.append(written)
-        for written in saved:
-            if written is not None:
-                result.documents += 1
-                if written.id[0] in "mt":  # a month's or the running totals' sheet
-                    result.quota_usage[written.id] = QuotaUsage.of_sheet(written)
+                if result.documents >= self._crash_after:
+                    raise CrashForTest(f"crash after {result.documents} aggregate writes")
+                saved.append(await self._save(sheet, items, sheets, counters))
+                result.documents += int(saved[-1][1])
+        if self._crash_after is None:
+            result.documents = sum(written for _, written in saved)
+        # Also the sheets a redelivery found complete: the first delivery may have failed before its
+        # usage reached quota evaluation.
+        for stored, _ in saved:
+            if stored.id.startswith(QUOTA_SHEET_KINDS):
+                result.quota_usage[stored.id] = QuotaUsage.of_sheet(stored)
         result.seconds["aggregates"] = time.perf_counter() - started
 
     async def _save(
@@ -222,9 +225,9 @@ class UsageIngestor:
         contributions: dict[str, list[_Group]],
         sheets: dict[str, Sheet],
         counters: dict[tuple[str, Stamp], list[str]],
-    ) -> Sheet | None:
+    ) -> tuple[Sheet, bool]:
         """Fold the deliveries not yet in each of the sheet's aggregates into it and store the sheet;
-        the sheet as stored, or None when it held them all already."""
+        the sheet as stored, and whether this wrote it (not when it held them all already)."""
         for _attempt in range(5):
             sheet = sheets.get(sheet_key) or Sheet(sheet_key)
             changed = False
@@ -234,9 +237,9 @@ class UsageIngestor:
                     sheet.aggregates[agg_id] = agg
                     changed = True
             if not changed:
-                return None
+                return sheet, False
             if await self._store.save_sheet(sheet):
-                return sheet
+                return sheet, True
             log.warning("sheet changed by another writer; reloading", extra={"fields": {"id": sheet_key}})
             sheets.pop(sheet_key, None)
             sheets.update(await self._store.load_sheets([sheet_key]))

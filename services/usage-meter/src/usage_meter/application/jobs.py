@@ -58,6 +58,7 @@ class _KnownQuotas:
     states: dict[QuotaName, str]
     usage: dict[str, QuotaUsage]  # by sheet id (quota_sheet_ids)
     read_at: float  # monotonic
+    settled: bool = False  # usage was settled in memory against these limits and states since
 
 
 class QuotaEvaluator:
@@ -68,9 +69,12 @@ class QuotaEvaluator:
     sheets as written, with their versions) is checked in memory against the limits and states
     last read (`check`); only a state that would change, a new month, or limits and states older
     than `cache_ttl_s` make it read the database (`evaluate`, four reads per tenant: ~4 ms of CPU on
-    FerretDB). A tenant's usage events all carry its key, so one partition and one consumer apply
-    them; its limits change through `mark` (this process's plans consumer) at once, or, consumed by
-    another replica, within the TTL. Whatever is published is decided on a fresh read."""
+    FerretDB). A tenant's usage events all carry its key, so one partition, one consumer at a time,
+    applies them; its limits change through `mark` (this process's plans consumer) at once, or,
+    consumed by another replica (or states changed by one after a rebalance), within the TTL:
+    a reading that settled usage is evaluated again from the database when it expires (`expire`).
+    A publish is decided on limits and states read just then, and on the newest version of each
+    quota sheet among that read and what this process wrote (sheet versions only grow)."""
 
     def __init__(
         self,
@@ -108,22 +112,23 @@ class QuotaEvaluator:
         for sheet, reading in usage.items():
             tenant = sheet.split("|")[1]
             noted = self._noted.setdefault(tenant, {})
-            newest = QuotaUsage.newest(noted.get(sheet), reading)
-            if newest is not None:
-                noted[sheet] = newest
+            noted[sheet] = QuotaUsage.newest(noted.get(sheet), reading)
             self._touched.add(tenant)
         if usage:
             self._wake.set()
 
     async def run(self, stop: asyncio.Event, interval_s: float) -> None:
         last_rollover = datetime.min.replace(tzinfo=UTC)
+        last_expiry = self._monotonic()
         while not stop.is_set():
             try:
                 now = self._clock()
                 if now - last_rollover > timedelta(seconds=60):
                     last_rollover = now
                     await self.mark(set(await self._views.stale_quota_tenants(month_of(now))))
-                    self._forget_old()
+                if self._monotonic() - last_expiry > max(1.0, self._ttl / 2):
+                    last_expiry = self._monotonic()
+                    self.expire()
                 await self.drain()
             except Exception:
                 log.exception("quota evaluation failed; retrying")
@@ -162,12 +167,13 @@ class QuotaEvaluator:
         self._merge_noted(tenant_id, month, known.usage)
         if self._states(tenant_id, month, known.limits, known.usage) != known.states:
             return await self.evaluate(tenant_id)
+        known.settled = True
         self.checks += 1
         return []
 
     async def evaluate(self, tenant_id: str) -> list[QuotaStateChanged]:
         """Read the tenant's limits, usage and quota states, and publish each state that changed."""
-        previous = self._known.pop(tenant_id, None)
+        previous = self._known.get(tenant_id)  # replaced below; kept if a read fails
         self.evaluations += 1
         read_at = self._monotonic()
         limits = await self._views.limits(tenant_id)
@@ -180,7 +186,7 @@ class QuotaEvaluator:
         usage = await self._views.quota_usage(tenant_id, month)
         if previous is not None and previous.month == month:  # a reading may be newer than this one
             for sheet, reading in previous.usage.items():
-                usage[sheet] = QuotaUsage.newest(usage.get(sheet), reading) or reading
+                usage[sheet] = QuotaUsage.newest(usage.get(sheet), reading)
         usage = self._merge_noted(tenant_id, month, usage)
         quota_limits: dict[QuotaName, int] = {
             "requests": int(limits["max_requests_per_month"]),
@@ -226,6 +232,8 @@ class QuotaEvaluator:
                 self._dirty.add(tenant_id)
         if len(final) == len(quota_limits):  # nothing left to settle: what was read can be trusted
             self._remember(tenant_id, _KnownQuotas(month, quota_limits, final, usage, read_at))
+        else:
+            self._known.pop(tenant_id, None)
         return published
 
     async def _save(self, tenant_id: str, quota: str, seq: int, state: str, period: str, limit: int) -> None:
@@ -236,20 +244,25 @@ class QuotaEvaluator:
     def _remember(self, tenant_id: str, known: _KnownQuotas) -> None:
         if self._ttl > 0:
             self._known[tenant_id] = known
+        else:
+            self._known.pop(tenant_id, None)
 
-    def _forget_old(self) -> None:
+    def expire(self) -> None:
+        """Drop readings older than the TTL; a tenant whose usage was settled against one is
+        evaluated from the database again (its limits or states may have changed elsewhere since,
+        and a quiet tenant would otherwise never be looked at again)."""
         oldest = self._monotonic() - self._ttl
         for tenant in [t for t, k in self._known.items() if k.read_at < oldest]:
-            del self._known[tenant]
+            if self._known.pop(tenant).settled:
+                self._dirty.add(tenant)
 
     def _merge_noted(self, tenant_id: str, month: str, usage: dict[str, QuotaUsage]) -> dict[str, QuotaUsage]:
         """`usage` with what this process applied since, where newer (other months' sheets are dropped:
         past months count for no quota)."""
         noted = self._noted.pop(tenant_id, {})
         for sheet in quota_sheet_ids(tenant_id, month):
-            newest = QuotaUsage.newest(usage.get(sheet), noted.get(sheet))
-            if newest is not None:
-                usage[sheet] = newest
+            if sheet in noted:
+                usage[sheet] = QuotaUsage.newest(usage.get(sheet), noted[sheet])
         return usage
 
     @staticmethod

@@ -511,10 +511,9 @@ class QuotaUsage:
         return cls(int(doc["v"]), _quota_sums(quantities))
 
     @staticmethod
-    def newest(a: QuotaUsage | None, b: QuotaUsage | None) -> QuotaUsage | None:
-        if a is None or (b is not None and b.version > a.version):
-            return b
-        return a
+    def newest(known: QuotaUsage | None, reading: QuotaUsage) -> QuotaUsage:
+        """`reading`, unless `known` is a later version of the same sheet (on a tie, `known`)."""
+        return known if known is not None and known.version >= reading.version else reading
 
 
 def _quota_sums(quantities: dict[str, Decimal]) -> dict[QuotaName, Decimal]:
@@ -523,6 +522,9 @@ def _quota_sums(quantities: dict[str, Decimal]) -> dict[QuotaName, Decimal]:
         for quota, meters in QUOTA_METERS.items()
         if any(m in quantities for m in meters)
     }
+
+
+QUOTA_SHEET_KINDS = ("m|", "t|")  # prefixes of the sheets quotas are read from (months, running totals)
 
 
 def quota_sheet_ids(tenant_id: str, month: str) -> tuple[str, str]:
