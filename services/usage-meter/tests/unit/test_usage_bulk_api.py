@@ -113,3 +113,17 @@ async def test_the_request_body_is_documented(api: tuple[httpx.AsyncClient, Sink
     schema = body["content"]["application/json"]["schema"]
     assert body["required"] is True and schema["required"] == ["events"]
     assert schema["properties"]["events"]["maxItems"] == 1000
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+async def test_a_body_that_is_not_json_by_its_content_type_is_422(
+    api: tuple[httpx.AsyncClient, Sink], content_type: str | None
+) -> None:
+    client, sink = api
+    headers = {"content-type": content_type} if content_type else {}
+    body = json.dumps({"events": [{"meter": "requests", "quantity": "1"}]}).encode()
+    request = client.build_request("POST", "/v1/tenants/acme/usage/events", content=body, headers=headers)
+    assert request.headers.get("content-type") == content_type  # httpx adds none for bytes
+    response = await client.send(request)
+    assert response.status_code == 422 and response.json()["error"]["details"][0]["loc"] == ["body"]
+    assert sink.messages == []

@@ -184,8 +184,11 @@ def _validate(prepared: _Prepared) -> UsageBatchEvent | ItemResult:
 
 # The wire forms the contract's JSON Schema promises (ASCII digits only, as its patterns mean).
 _DECIMAL_TEXT = re.compile(CANONICAL_DECIMAL_PATTERN)
+# The offset's hours and minutes bounded: Python's datetime.fromisoformat (the one-pass path's
+# parser) takes "+00:60", which pydantic (the model's) refuses.
 _RFC3339_PATTERN = (
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+    r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
 )
 _RFC3339 = re.compile(_RFC3339_PATTERN)
 
@@ -261,7 +264,7 @@ class ParsedRequest(NamedTuple):
 
 def parse_request(body: bytes) -> ParsedRequest:
     """A bulk request's events from its JSON bytes: in one pydantic-core pass when all of them are
-    in the canonical client form (JSON parsed and validated together, no Python per field: ~2.6 µs
+    in the canonical client form (JSON parsed and validated together, no Python per field: ~2.3 µs
     less per event than json.loads, the checks per item and a validation of the dictionaries);
     otherwise as they are, for `validate_items`. Raises ValidationError when the body is not a
     request (not JSON, no `events`, more than 1,000 of them)."""

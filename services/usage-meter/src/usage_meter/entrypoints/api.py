@@ -87,6 +87,10 @@ def _parse_month(value: str, field: str) -> str:
 async def ingest_usage_events(tenant_id: str, caller: Caller, request: Request) -> Response:
     """Accepted events are durably on Kafka (acks=all) before the 202; rejected ones say why."""
     services = _services(request)
+    if not _is_json(request.headers.get("content-type")):  # as FastAPI checks a JSON body's
+        raise RequestValidationError(
+            [{"loc": ("body",), "msg": "send the events as application/json", "type": "content_type"}]
+        )
     try:
         parsed = parse_request(await request.body())
     except ValidationError as exc:  # not a request at all: 422, as FastAPI says it of a body
@@ -128,6 +132,12 @@ async def ingest_usage_events(tenant_id: str, caller: Caller, request: Request) 
         }
     )
     return Response(content, status_code=202, media_type="application/json")
+
+
+def _is_json(content_type: str | None) -> bool:
+    """application/json or any `+json` type (parameters such as charset aside)."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
 @router.get(
