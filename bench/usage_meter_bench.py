@@ -40,14 +40,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaProducer
 from cleanup import cleanup
 from cpu_cap import CpuCap, CpuCapError, release_leftover, stack_pids
 
 from ailab_contracts import REGISTRY, new_envelope
 from ailab_contracts.events.tenancy import TenantCreated, TenantLimits
 from ailab_contracts.topics import TENANCY
-from ailab_runtime.kafka import encode
+from ailab_runtime.kafka import encode, new_producer
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "dev-internal-token-change-me"
@@ -424,7 +423,7 @@ async def create_tenants(
     keyed by tenant, with plan limits), and wait until the usage-meter has read their limits (each
     one is evaluated once when its limits arrive): quota evaluation then does for them what it does
     for real tenants, which always have limits."""
-    producer = AIOKafkaProducer(bootstrap_servers=os.environ["KAFKA_BOOTSTRAP_SERVERS"], acks="all")
+    producer = new_producer(os.environ["KAFKA_BOOTSTRAP_SERVERS"], "usage-meter-bench")
     await producer.start()
     try:
         for tenant in tenants:
@@ -443,7 +442,12 @@ async def create_tenants(
                 f"{prefix}{TENANCY}",
                 value=encode(envelope.to_wire()),
                 key=tenant.encode(),
-                headers=[("event_type", envelope.event_type.encode())],
+                # The headers the tenancy service's relay writes.
+                headers=[
+                    ("event_type", envelope.event_type.encode()),
+                    ("schema_version", str(envelope.schema_version).encode()),
+                    ("event_id", str(envelope.event_id).encode()),
+                ],
             )
     finally:
         await producer.stop()

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, NamedTuple, NotRequired, Protocol
 
 import pydantic_core
-from pydantic import Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import AwareDatetime, Field, StringConstraints, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
 from ailab_contracts.events.usage import (
@@ -141,6 +141,15 @@ def _prepare(
         return _rejected(
             index, client_id, "unknown_meter", f"unknown meter {meter!r}; known: {', '.join(METERS)}"
         )
+    event_id = _fill_in(body, index, client_id, tenant_id=tenant_id, principal=principal, now_text=now_text)
+    return _Prepared(index, client_id, event_id, body)
+
+
+def _fill_in(
+    body: dict[str, Any], index: int, client_id: str | None, *, tenant_id: str, principal: str, now_text: str
+) -> str:
+    """Fill in what the API adds to an event (its tenant, the defaults, the event id derived from the
+    client's id); the event id."""
     body["tenant_id"] = tenant_id
     body.setdefault("user_id", principal)
     body.setdefault("provider", "internal")
@@ -148,7 +157,7 @@ def _prepare(
     body.setdefault("timestamp", now_text)
     event_id = event_id_text(tenant_id, client_id) if client_id else random_event_id()
     body["event_id"] = event_id
-    return _Prepared(index, client_id, event_id, body)
+    return event_id
 
 
 class _Checked(NamedTuple):
@@ -184,8 +193,7 @@ def _validate(prepared: _Prepared) -> UsageBatchEvent | ItemResult:
 
 # The wire forms the contract's JSON Schema promises (ASCII digits only, as its patterns mean).
 _DECIMAL_TEXT = re.compile(CANONICAL_DECIMAL_PATTERN)
-# The offset's hours and minutes bounded: Python's datetime.fromisoformat (the one-pass path's
-# parser) takes "+00:60", which pydantic (the model's) refuses.
+# With the offset's hours and minutes bounded, as RFC 3339 has them.
 _RFC3339_PATTERN = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
     r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
@@ -243,18 +251,22 @@ class CanonicalClientEvent(CanonicalUsageFields):
     timestamp: NotRequired[Annotated[str, StringConstraints(pattern=_RFC3339_PATTERN)]]
 
 
+_EVENT_COUNT = Field(min_length=1, max_length=MAX_BATCH_EVENTS)  # of a request (BulkUsageRequest)
+
+
 class _CanonicalRequest(TypedDict):
-    events: Annotated[list[CanonicalClientEvent], Field(min_length=1, max_length=MAX_BATCH_EVENTS)]
+    events: Annotated[list[CanonicalClientEvent], _EVENT_COUNT]
 
 
 class _Request(TypedDict):
     """The request body (`BulkUsageRequest`): each event is judged on its own afterwards."""
 
-    events: Annotated[list[Any], Field(min_length=1, max_length=MAX_BATCH_EVENTS)]
+    events: Annotated[list[Any], _EVENT_COUNT]
 
 
 _CANONICAL_REQUEST = TypeAdapter(_CanonicalRequest)
 _REQUEST = TypeAdapter(_Request)
+_TIMESTAMP: TypeAdapter[datetime] = TypeAdapter(AwareDatetime)
 
 
 class ParsedRequest(NamedTuple):
@@ -290,29 +302,24 @@ def _judge_canonical(
         if event.get("tenant_id", tenant_id) != tenant_id or canonical_amounts(event) is None:  # type: ignore[arg-type]
             return None
         sent = event.get("timestamp")
-        try:
-            timestamps.append(None if sent is None else datetime.fromisoformat(sent))
-        except ValueError:
+        try:  # the model's own parser: the two ways cannot disagree about a timestamp
+            timestamps.append(None if sent is None else _TIMESTAMP.validate_python(sent))
+        except ValidationError:
             return None
     now_text = now.isoformat()
     bounds = rules.bounds(now)
     results: list[tuple[ItemResult, dict[str, Any] | None]] = []
     for index, (event, timestamp) in enumerate(zip(events, timestamps, strict=True)):
-        body: dict[str, Any] = event  # type: ignore[assignment]  # the fields the API fills in, as _prepare does
+        body: dict[str, Any] = event  # type: ignore[assignment]
         client_id = body.pop("event_id", None)
-        body["tenant_id"] = tenant_id
-        body.setdefault("user_id", principal)
-        body.setdefault("provider", "internal")
-        body.setdefault("request_id", client_id or f"bulk-{index}")
+        event_id = _fill_in(
+            body, index, client_id, tenant_id=tenant_id, principal=principal, now_text=now_text
+        )
         problem = None if timestamp is None else bounds.problem(timestamp)
-        if timestamp is None:
-            body["timestamp"] = now_text
         if problem is not None:
             results.append((_rejected(index, client_id, problem, _timing_message(problem, rules)), None))
-            continue
-        event_id = event_id_text(tenant_id, client_id) if client_id else random_event_id()
-        body["event_id"] = event_id
-        results.append((ItemResult(index, client_id, event_id, "accepted"), body))
+        else:
+            results.append((ItemResult(index, client_id, event_id, "accepted"), body))
     return results
 
 

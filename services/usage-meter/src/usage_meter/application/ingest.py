@@ -203,6 +203,7 @@ class UsageIngestor:
                     return await self._save(sheet, items, sheets, counters)
 
             saved = await asyncio.gather(*(save(sheet, items) for sheet, items in by_sheet.items()))
+            result.documents = sum(written for _, written in saved)
         else:
             saved = []
             for sheet, items in by_sheet.items():
@@ -210,8 +211,6 @@ class UsageIngestor:
                     raise CrashForTest(f"crash after {result.documents} aggregate writes")
                 saved.append(await self._save(sheet, items, sheets, counters))
                 result.documents += int(saved[-1][1])
-        if self._crash_after is None:
-            result.documents = sum(written for _, written in saved)
         # Also the sheets a redelivery found complete: the first delivery may have failed before its
         # usage reached quota evaluation.
         for stored, _ in saved:

@@ -92,9 +92,10 @@ class QuotaEvaluator:
         self._ttl = cache_ttl_s
         self._monotonic = monotonic
         self._dirty: set[str] = set()  # to evaluate from the database
-        self._touched: set[str] = set()  # usage applied here: to check against what is known
         self._known: dict[str, _KnownQuotas] = {}
-        self._noted: dict[str, dict[str, QuotaUsage]] = {}  # tenant -> sheet id -> newest applied
+        # Usage applied here since the tenant was last checked (tenant -> sheet id -> newest): the
+        # tenants to check against what is known.
+        self._noted: dict[str, dict[str, QuotaUsage]] = {}
         self._wake = asyncio.Event()
         self.published = 0
         self.evaluations = 0  # read from the database
@@ -113,7 +114,6 @@ class QuotaEvaluator:
             tenant = sheet.split("|")[1]
             noted = self._noted.setdefault(tenant, {})
             noted[sheet] = QuotaUsage.newest(noted.get(sheet), reading)
-            self._touched.add(tenant)
         if usage:
             self._wake.set()
 
@@ -141,8 +141,8 @@ class QuotaEvaluator:
 
     async def drain(self) -> None:
         full = sorted(self._dirty)
-        quick = sorted(self._touched - self._dirty)
-        self._dirty, self._touched = set(), set()
+        quick = sorted(self._noted.keys() - self._dirty)
+        self._dirty = set()
         done_full = done_quick = 0
         try:
             for tenant in full:
@@ -154,7 +154,8 @@ class QuotaEvaluator:
         except BaseException:
             # Nothing is lost: the failed tenant and those not reached yet are tried again.
             self._dirty.update(full[done_full:])
-            self._touched.update(quick[done_quick:])
+            for tenant in quick[done_quick:]:  # what the failed check merged stays in its reading
+                self._noted.setdefault(tenant, {})
             raise
 
     async def check(self, tenant_id: str) -> list[QuotaStateChanged]:
@@ -194,13 +195,13 @@ class QuotaEvaluator:
             "storage": storage_limit_mb(float(limits["max_storage_gb"])),
         }
         used_now = self._used(tenant_id, month, usage)
+        computed = self._states(tenant_id, month, quota_limits, usage)
         states = await self._views.quota_states(tenant_id)
         published: list[QuotaStateChanged] = []
         final: dict[QuotaName, str] = {}
         for quota, limit in quota_limits.items():
             period = month if quota in MONTHLY_QUOTAS else "current"
-            used = used_now[quota]
-            new = quota_state(used, limit, self._pct)
+            used, new = used_now[quota], computed[quota]
             current = states.get(quota) or {"state": "ok", "sequence": 0, "period": period}
             if new == current["state"]:
                 final[quota] = new

@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, WithJsonSchema
 
+from ailab_contracts.events.usage import MAX_BATCH_EVENTS
+
 DECIMAL = Field(description="Exact decimal string.", examples=["125000"])
 
 
@@ -18,7 +20,7 @@ EventObject = Annotated[Any, WithJsonSchema({"type": "object", "additionalProper
 class BulkUsageRequest(BaseModel):
     events: list[EventObject] = Field(
         min_length=1,
-        max_length=1000,
+        max_length=MAX_BATCH_EVENTS,
         description="Up to 1,000 usage events, each validated on its own. Fields as `usage.UsageRecorded`, "
         "plus `event_id` (your id, 1-200 chars: the same id retried counts once). `tenant_id` is optional "
         "(must equal the path's); `user_id` defaults to the caller, `provider` to `internal`, `timestamp` "
