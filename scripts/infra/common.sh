@@ -14,6 +14,8 @@ DATA_DIR="${AILAB_DATA_DIR:-$REPO_ROOT/.data}"
 # Absolute paths: they end up in config files and in the processes' command lines.
 case "$CACHE_DIR" in /*) ;; *) CACHE_DIR="$PWD/$CACHE_DIR" ;; esac
 case "$DATA_DIR" in /*) ;; *) DATA_DIR="$PWD/$DATA_DIR" ;; esac
+# Where PostgreSQL's data goes when the postgres OS user cannot reach $DATA_DIR (pg_choose_dirs).
+PG_ALT_ROOT="${AILAB_PG_ALT_ROOT:-/var/tmp}"
 LOG_DIR="$DATA_DIR/logs"
 RUN_DIR="$DATA_DIR/run"
 KAFKA_DIR="$DATA_DIR/kafka"
@@ -159,11 +161,11 @@ as_pg() {
 
 # Picks PG_DATA and PG_SOCK_DIR. Default: $DATA_DIR/postgres and $DATA_DIR/run. When the postgres
 # OS user cannot reach $DATA_DIR (e.g. a clone under /root, mode 700) or the socket path would be
-# too long for a Unix socket, use /var/tmp/ailab-pg-<hash of $DATA_DIR>/{data,run} instead.
+# too long for a Unix socket, use $PG_ALT_ROOT/ailab-pg-<hash of $DATA_DIR>/{data,run} instead.
 pg_choose_dirs() {
     local alt hash
     hash="$(printf '%s' "$DATA_DIR" | sha256sum | cut -c1-12)"
-    PG_ALT_BASE="/var/tmp/ailab-pg-$hash"
+    PG_ALT_BASE="$PG_ALT_ROOT/ailab-pg-$hash"
     alt="$PG_ALT_BASE"
     if [[ -f "$DATA_DIR/postgres/PG_VERSION" ]]; then
         PG_DATA="$DATA_DIR/postgres"; PG_SOCK_DIR="$RUN_DIR"
@@ -174,6 +176,23 @@ pg_choose_dirs() {
     else
         PG_DATA="$alt/data"; PG_SOCK_DIR="$alt/run"
     fi
+}
+
+# The data directories $PG_ALT_ROOT/ailab-pg-* belong to a checkout's $DATA_DIR (recorded in
+# their `owner` file). A checkout deleted without `down.sh --purge` (a fresh clone CI ran in, say)
+# leaves its directory behind, ~0.7 GB each: remove those whose owner is gone and whose server is
+# not running. Directories without an owner file (made before it was written) are left alone.
+pg_prune_orphans() {
+    local dir owner pid
+    for dir in "$PG_ALT_ROOT"/ailab-pg-*; do
+        [[ -d "$dir" && -f "$dir/owner" && "$dir" != "$PG_ALT_BASE" ]] || continue
+        owner="$(head -n 1 "$dir/owner")"
+        [[ -n "$owner" && ! -e "$owner" ]] || continue
+        pid="$(head -n 1 "$dir/data/postmaster.pid" 2>/dev/null || true)"
+        if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then continue; fi
+        log "postgres: removing $dir (its checkout's data directory $owner is gone)"
+        rm -rf "$dir"
+    done
 }
 
 pg_user_can_reach() {

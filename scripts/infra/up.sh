@@ -86,10 +86,14 @@ start_postgres() {
         return
     fi
     require_free_port postgres "$PG_PORT"
+    pg_prune_orphans
     if [[ "$PG_DATA" != "$DATA_DIR/postgres" ]]; then
         log "postgres: the postgres OS user cannot reach $DATA_DIR; using $PG_ALT_BASE instead"
     fi
     mkdir -p "$PG_SOCK_DIR" "$(dirname "$PG_DATA")"
+    if [[ "$PG_DATA" != "$DATA_DIR/postgres" ]]; then
+        printf '%s\n' "$DATA_DIR" >"$PG_ALT_BASE/owner"  # for pg_prune_orphans, once the checkout is gone
+    fi
     if is_root; then chown postgres:postgres "$PG_SOCK_DIR"; fi
     [[ -f "$PG_DATA/PG_VERSION" ]] || pg_init
     pg_write_conf
