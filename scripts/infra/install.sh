@@ -97,10 +97,29 @@ ensure_go() {
         die "go is required (1.24 or newer) to build FerretDB and stripe-mock; install it and retry"
 }
 
+# FerretDB 1.24's embedded handler writes an insert command 100 documents per SQL statement and
+# transaction, a number fixed in ferretdb.New. The build uses a copy of the module (3 MB, in a
+# temporary directory; the module cache is untouched) where it is the variable InsertBatchSize,
+# declared by patch/insert_batch_size.go added to that package; main.go sets it from
+# -insert-batch-size. Writes the copy and this module pointing at it (go.mod replace) under $2.
+ferretdb_patched_source() {
+    local dir="$1" out="$2" src file
+    src="$(cd "$dir" && GOFLAGS="${GOFLAGS:-} -mod=mod" go mod download -json github.com/FerretDB/FerretDB |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')" || return 1
+    cp -R "$src" "$out/FerretDB" && chmod -R u+w "$out/FerretDB" || return 1
+    file="$out/FerretDB/ferretdb/ferretdb.go"
+    # Exactly one such line, or this FerretDB differs from the one this was written for.
+    [[ "$(grep -cE '^[[:space:]]*BatchSize:[[:space:]]*100,$' "$file")" == 1 ]] || return 1
+    sed -i -E 's/^([[:space:]]*BatchSize:[[:space:]]*)100,$/\1InsertBatchSize,/' "$file" || return 1
+    cp "$dir/patch/insert_batch_size.go" "$out/FerretDB/ferretdb/ailab_insert_batch_size.go" || return 1
+    mkdir "$out/cmd" && cp "$dir/main.go" "$dir/go.mod" "$dir/go.sum" "$out/cmd/" || return 1
+    (cd "$out/cmd" && go mod edit -replace github.com/FerretDB/FerretDB=../FerretDB)
+}
+
 install_ferretdb() {
     local dir="$DEPLOY_DIR/ferretdb" want stamp="$FERRETDB_BIN.src-sha256"
     [[ -n "$FERRETDB_VERSION" ]] || die "ferretdb: no FerretDB requirement in $dir/go.mod"
-    want="$(src_hash "$dir/main.go" "$dir/go.mod" "$dir/go.sum")"
+    want="$(src_hash "$dir/main.go" "$dir/go.mod" "$dir/go.sum" "$dir/patch/insert_batch_size.go" "${BASH_SOURCE[0]}")"
     if [[ -x "$FERRETDB_BIN" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]] &&
         "$FERRETDB_BIN" -h >/dev/null 2>&1; then
         log "ferretdb $FERRETDB_VERSION: ok (cached)"
@@ -108,9 +127,14 @@ install_ferretdb() {
     fi
     ensure_go
     log "ferretdb $FERRETDB_VERSION: building with go (first time only, ~1-2 min)..."
-    (cd "$dir" && GOFLAGS="${GOFLAGS:-} -mod=mod -buildvcs=false" \
+    local build
+    build="$(mktemp -d "${TMPDIR:-/tmp}/ailab-ferretdb-build.XXXXXX")"
+    ferretdb_patched_source "$dir" "$build" ||
+        { rm -rf "$build"; die "ferretdb: could not make its insert batch size settable"; }
+    (cd "$build/cmd" && GOFLAGS="${GOFLAGS:-} -mod=mod -buildvcs=false" \
         go build -trimpath -o "$FERRETDB_BIN.tmp.$$" .) ||
-        { rm -f "$FERRETDB_BIN.tmp.$$"; die "ferretdb: go build failed"; }
+        { rm -rf "$build" "$FERRETDB_BIN.tmp.$$"; die "ferretdb: go build failed"; }
+    rm -rf "$build"
     # `-h` runs the package init code (where a cmd/ferretdb build would panic) and exits 0.
     "$FERRETDB_BIN.tmp.$$" -h >/dev/null 2>&1 || { rm -f "$FERRETDB_BIN.tmp.$$"; die "ferretdb: built binary does not run"; }
     mv -f "$FERRETDB_BIN.tmp.$$" "$FERRETDB_BIN"

@@ -189,7 +189,11 @@ start_ferretdb() {
         return
     fi
     require_free_port ferretdb "$MONGO_PORT"
-    args=(-listen "127.0.0.1:$MONGO_PORT" -handler "$FERRETDB_HANDLER")
+    # FerretDB writes an insert command 100 documents per SQL statement and transaction; 500 costs
+    # the usage ledger's inserts less CPU and fewer WAL flushes, and scattered duplicates more (see
+    # scripts/infra/README.md). AILAB_FERRETDB_INSERT_BATCH_SIZE=100 is FerretDB's own.
+    args=(-listen "127.0.0.1:$MONGO_PORT" -handler "$FERRETDB_HANDLER"
+        -insert-batch-size "${AILAB_FERRETDB_INSERT_BATCH_SIZE:-500}")
     if [[ "$FERRETDB_HANDLER" == sqlite ]]; then
         mkdir -p "$FERRETDB_SQLITE_DIR"
         args+=(-sqlite-url "file:$FERRETDB_SQLITE_DIR/")

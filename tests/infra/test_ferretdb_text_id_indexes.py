@@ -5,9 +5,7 @@ index PostgreSQL holds is checked too (with psql, when the local stack's is at h
 
 from __future__ import annotations
 
-import glob
 import os
-import subprocess
 from typing import Any
 
 import pytest
@@ -15,6 +13,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from ailab_runtime.mongo_server import is_ferretdb
+from tests.support.local_postgres import psql_rows
 
 pytestmark = pytest.mark.integration
 
@@ -40,20 +39,12 @@ async def test_the_usage_ledger_refuses_duplicate_ids(mongo_db: AsyncDatabase[di
 
 def _postgres_index_definitions(schema: str) -> dict[str, str] | None:
     """{table: unique index definition} of a FerretDB database's tables, or None without psql."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/psql"), key=lambda p: int(p.split("/")[4]))
-    if not found:
-        return None
-    query = (
+    rows = psql_rows(
         "SELECT tablename, indexdef FROM pg_indexes "
         f"WHERE schemaname = '{schema}' AND indexdef LIKE 'CREATE UNIQUE INDEX%' "
         "AND tablename NOT LIKE '\\_%'"
     )
-    port = os.environ.get("AILAB_PG_PORT", "54329")
-    command = [found[-1], "-h", "127.0.0.1", "-p", port, "-U", "postgres", "-d", "ferretdb", "-Atc", query]
-    answer = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
-    if answer.returncode != 0:
-        return None
-    return dict(line.split("|", 1) for line in answer.stdout.splitlines() if line)
+    return None if rows is None else {table: "|".join(rest) for table, *rest in rows}
 
 
 async def test_postgresql_holds_a_text_id_index_on_the_usage_ledger_only(

@@ -11,6 +11,9 @@
 //	ferretdb -listen 127.0.0.1:27017 -handler postgresql -postgresql-url postgres://postgres@127.0.0.1:54329/ferretdb
 //	ferretdb -listen 127.0.0.1:27017 -handler sqlite -sqlite-url file:/abs/dir/
 //
+// It is built by scripts/infra/install.sh only: the build adds patch/insert_batch_size.go to FerretDB's
+// package (in a copy of the module), so that -insert-batch-size can replace the 100 FerretDB fixes.
+//
 // The PostgreSQL handler is the default: the SQLite handler runs an update's read and write
 // without a transaction, so concurrent updates of one document can lose writes (FerretDB #3040).
 package main
@@ -38,7 +41,15 @@ func main() {
 	sqliteURL := flag.String("sqlite-url", "", "SQLite directory URI such as file:/abs/dir/ (sqlite handler; the directory must exist)")
 	logLevel := flag.String("log-level", "info", "log level: debug, info, warn or error")
 	pprofAddr := flag.String("pprof", "", "serve Go's net/http/pprof profiles on this address (off when empty), e.g. 127.0.0.1:6060")
+	insertBatchSize := flag.Int("insert-batch-size", 100, "documents of an insert command written per SQL statement and transaction "+
+		"(FerretDB's own: 100); a batch holding a duplicate _id is inserted again one document per transaction")
 	flag.Parse()
+
+	if *insertBatchSize < 1 || *insertBatchSize > 10000 {
+		fail(fmt.Errorf("bad -insert-batch-size %d (want 1 to 10000)", *insertBatchSize))
+	}
+	// Declared by patch/insert_batch_size.go, which scripts/infra/install.sh adds to FerretDB's package.
+	ferretdb.InsertBatchSize = *insertBatchSize
 
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
