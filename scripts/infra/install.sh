@@ -104,22 +104,28 @@ ensure_go() {
 # -insert-batch-size. Writes the copy and this module pointing at it (go.mod replace) under $2.
 ferretdb_patched_source() {
     local dir="$1" out="$2" src file
-    src="$(cd "$dir" && GOFLAGS="${GOFLAGS:-} -mod=mod" go mod download -json github.com/FerretDB/FerretDB |
-        python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')" || return 1
-    cp -R "$src" "$out/FerretDB" && chmod -R u+w "$out/FerretDB" || return 1
+    src="$(cd "$dir" && GOFLAGS="${GOFLAGS:-} -mod=mod" go mod download github.com/FerretDB/FerretDB &&
+        GOFLAGS="${GOFLAGS:-} -mod=mod" go list -m -f '{{.Dir}}' github.com/FerretDB/FerretDB)" ||
+        die "ferretdb: could not download the FerretDB module"
+    cp -R "$src" "$out/FerretDB" || die "ferretdb: could not copy $src"
+    chmod -R u+w "$out/FerretDB"
     file="$out/FerretDB/ferretdb/ferretdb.go"
     # Exactly one such line, or this FerretDB differs from the one this was written for.
-    [[ "$(grep -cE '^[[:space:]]*BatchSize:[[:space:]]*100,$' "$file")" == 1 ]] || return 1
-    sed -i -E 's/^([[:space:]]*BatchSize:[[:space:]]*)100,$/\1InsertBatchSize,/' "$file" || return 1
-    cp "$dir/patch/insert_batch_size.go" "$out/FerretDB/ferretdb/ailab_insert_batch_size.go" || return 1
-    mkdir "$out/cmd" && cp "$dir/main.go" "$dir/go.mod" "$dir/go.sum" "$out/cmd/" || return 1
+    [[ "$(grep -cE '^[[:space:]]*BatchSize:[[:space:]]*100,$' "$file")" == 1 ]] ||
+        die "ferretdb: $file does not fix BatchSize at 100 on one line; the insert batch patch needs updating"
+    sed -i -E 's/^([[:space:]]*BatchSize:[[:space:]]*)100,$/\1InsertBatchSize,/' "$file"
+    cp "$dir/patch/insert_batch_size.go" "$out/FerretDB/ferretdb/ailab_insert_batch_size.go"
+    mkdir "$out/cmd"
+    cp "$dir/main.go" "$dir/go.mod" "$dir/go.sum" "$out/cmd/"
     (cd "$out/cmd" && go mod edit -replace github.com/FerretDB/FerretDB=../FerretDB)
 }
 
 install_ferretdb() {
     local dir="$DEPLOY_DIR/ferretdb" want stamp="$FERRETDB_BIN.src-sha256"
     [[ -n "$FERRETDB_VERSION" ]] || die "ferretdb: no FerretDB requirement in $dir/go.mod"
-    want="$(src_hash "$dir/main.go" "$dir/go.mod" "$dir/go.sum" "$dir/patch/insert_batch_size.go" "${BASH_SOURCE[0]}")"
+    # The sources, and how they are patched (not the rest of this script: no rebuild for other edits).
+    want="$(src_hash "$dir/main.go" "$dir/go.mod" "$dir/go.sum" "$dir/patch/insert_batch_size.go" \
+        <(declare -f ferretdb_patched_source))"
     if [[ -x "$FERRETDB_BIN" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]] &&
         "$FERRETDB_BIN" -h >/dev/null 2>&1; then
         log "ferretdb $FERRETDB_VERSION: ok (cached)"
@@ -127,16 +133,14 @@ install_ferretdb() {
     fi
     ensure_go
     log "ferretdb $FERRETDB_VERSION: building with go (first time only, ~1-2 min)..."
-    local build
-    build="$(mktemp -d "${TMPDIR:-/tmp}/ailab-ferretdb-build.XXXXXX")"
-    ferretdb_patched_source "$dir" "$build" ||
-        { rm -rf "$build"; die "ferretdb: could not make its insert batch size settable"; }
-    (cd "$build/cmd" && GOFLAGS="${GOFLAGS:-} -mod=mod -buildvcs=false" \
-        go build -trimpath -o "$FERRETDB_BIN.tmp.$$" .) ||
-        { rm -rf "$build" "$FERRETDB_BIN.tmp.$$"; die "ferretdb: go build failed"; }
-    rm -rf "$build"
+    FERRETDB_BUILD_DIR="$(mktemp -d "${TMPDIR:-/tmp}/ailab-ferretdb-build.XXXXXX")"
+    # Also on failure or Ctrl-C; the copy's files come read-only from the module cache.
+    trap 'chmod -R u+w "$FERRETDB_BUILD_DIR" 2>/dev/null; rm -rf "$FERRETDB_BUILD_DIR" "$FERRETDB_BIN.tmp.$$"' EXIT
+    ferretdb_patched_source "$dir" "$FERRETDB_BUILD_DIR"
+    (cd "$FERRETDB_BUILD_DIR/cmd" && GOFLAGS="${GOFLAGS:-} -mod=mod -buildvcs=false" \
+        go build -trimpath -o "$FERRETDB_BIN.tmp.$$" .) || die "ferretdb: go build failed"
     # `-h` runs the package init code (where a cmd/ferretdb build would panic) and exits 0.
-    "$FERRETDB_BIN.tmp.$$" -h >/dev/null 2>&1 || { rm -f "$FERRETDB_BIN.tmp.$$"; die "ferretdb: built binary does not run"; }
+    "$FERRETDB_BIN.tmp.$$" -h >/dev/null 2>&1 || die "ferretdb: built binary does not run"
     mv -f "$FERRETDB_BIN.tmp.$$" "$FERRETDB_BIN"
     printf '%s\n' "$want" >"$stamp"
     log "ferretdb $FERRETDB_VERSION: ok ($FERRETDB_BIN)"

@@ -184,11 +184,6 @@ ensure_ferretdb_text_id_indexes() {
 # ---- FerretDB ----------------------------------------------------------------------------------
 start_ferretdb() {
     local pid args
-    if pid="$(running_pid ferretdb)"; then
-        log "ferretdb: already running (pid $pid, port $MONGO_PORT)"
-        return
-    fi
-    require_free_port ferretdb "$MONGO_PORT"
     # FerretDB writes an insert command 100 documents per SQL statement and transaction; 500 costs
     # the usage ledger's inserts less CPU and fewer WAL flushes, and scattered duplicates more (see
     # scripts/infra/README.md). AILAB_FERRETDB_INSERT_BATCH_SIZE=100 is FerretDB's own.
@@ -200,6 +195,19 @@ start_ferretdb() {
     else
         args+=(-postgresql-url "$FERRETDB_PG_URL")
     fi
+    if pid="$(running_pid ferretdb)"; then
+        # FerretDB keeps no state of its own: one started with other arguments, or from a binary that
+        # install.sh has rebuilt since (its old file deleted), is restarted to run what is set now.
+        if [[ "$(tr '\0' ' ' <"/proc/$pid/cmdline")" == "$FERRETDB_BIN ${args[*]} " &&
+            "$(readlink "/proc/$pid/exe")" != *" (deleted)" ]]; then
+            log "ferretdb: already running (pid $pid, port $MONGO_PORT)"
+            return
+        fi
+        log "ferretdb: restarting (pid $pid): it runs other arguments or an older build"
+        stop_pid "$pid" 10
+        rm -f "$(pid_file ferretdb)"
+    fi
+    require_free_port ferretdb "$MONGO_PORT"
     log "ferretdb: starting on 127.0.0.1:$MONGO_PORT (handler $FERRETDB_HANDLER)"
     # FerretDB allocates several objects per document it converts; Go's default GC target (100)
     # collects so often that it costs ~15% of FerretDB's CPU on insert-heavy work. 400 trades a few

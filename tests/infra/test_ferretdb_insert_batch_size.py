@@ -1,12 +1,14 @@
-"""The local stack's FerretDB writes an insert command `AILAB_FERRETDB_INSERT_BATCH_SIZE` (500)
-documents per SQL statement and transaction instead of FerretDB's fixed 100 (scripts/infra/install.sh
-builds it with the number settable, up.sh sets it): an unordered insert still stores every new
-document and reports each duplicate at its own index, on any server; on FerretDB over PostgreSQL
-the transactions that wrote the rows are counted too (their `xmin`, with psql)."""
+"""The local stack's FerretDB writes an insert command `-insert-batch-size` documents per SQL statement
+and transaction instead of FerretDB's fixed 100 (scripts/infra/install.sh builds it with the number
+settable; up.sh passes AILAB_FERRETDB_INSERT_BATCH_SIZE, 500): an unordered insert still stores every
+new document and reports each duplicate at its own index, on any server; on the local stack's
+FerretDB the transactions that wrote the rows are counted too (their `xmin`, with psql), against the
+batch size the running server was given."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,14 +40,33 @@ async def test_an_unordered_insert_reports_each_duplicate_across_batches(
 async def test_postgresql_wrote_one_transaction_per_batch(mongo_db: AsyncDatabase[dict[str, Any]]) -> None:
     if not await is_ferretdb(mongo_db):
         pytest.skip("not FerretDB: MongoDB has no such batches")
-    batch = int(os.environ.get("AILAB_FERRETDB_INSERT_BATCH_SIZE", "500"))
+    batch = _local_ferretdb_batch_size()
+    if batch is None:
+        pytest.skip("not the local stack's FerretDB (no pid file of it under AILAB_DATA_DIR)")
     await mongo_db["insert_batch_probe"].insert_many([{"_id": f"ev-{i}"} for i in range(DOCUMENTS)])
     tables = psql_rows(f"SELECT tablename FROM pg_tables WHERE schemaname = '{mongo_db.name}'")
-    if tables is None:
-        pytest.skip("FerretDB's PostgreSQL is not reachable with psql here")
-    [table] = [t for [t] in tables if t.startswith("insert_batch_probe_")]
+    probes = [t for [t] in tables or [] if t.startswith("insert_batch_probe_")]
+    if len(probes) != 1:
+        pytest.skip("FerretDB's PostgreSQL is not reachable with psql here, or is another one")
+    table = probes[0]
     counted = psql_rows(f'SELECT count(*), count(DISTINCT xmin::text) FROM "{mongo_db.name}"."{table}"')
     assert counted is not None
     rows, transactions = (int(v) for v in counted[0])
     assert rows == DOCUMENTS
     assert transactions == -(-DOCUMENTS // batch)  # ceil: 3 with 500, 12 with FerretDB's own 100
+
+
+def _local_ferretdb_batch_size() -> int | None:
+    """The `-insert-batch-size` the local stack's running FerretDB was started with (FerretDB's own
+    100 without one), or None when no FerretDB of the local stack runs (scripts/infra's pid file)."""
+    pid_file = Path(os.environ.get("AILAB_DATA_DIR", ".data")) / "run" / "ferretdb.pid"
+    try:
+        pid = pid_file.read_text().split()[0]
+        arguments = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    except (OSError, IndexError):
+        return None
+    if "ferretdb" not in arguments[0]:  # the pid was reused
+        return None
+    if "-insert-batch-size" not in arguments:
+        return 100
+    return int(arguments[arguments.index("-insert-batch-size") + 1])
