@@ -14,6 +14,10 @@ exec 8>"$DATA_DIR/.infra.lock"
 flock 8
 
 case "$FERRETDB_HANDLER" in postgresql | sqlite) ;; *) die "AILAB_FERRETDB_HANDLER must be postgresql or sqlite" ;; esac
+# Checked before a running FerretDB is restarted for it (Go would also read 0500 as octal).
+FERRETDB_INSERT_BATCH_SIZE="${AILAB_FERRETDB_INSERT_BATCH_SIZE:-500}"
+[[ "$FERRETDB_INSERT_BATCH_SIZE" =~ ^[1-9][0-9]{0,3}$ ]] && ((FERRETDB_INSERT_BATCH_SIZE <= 1000)) ||
+    die "AILAB_FERRETDB_INSERT_BATCH_SIZE must be a number from 1 to 1000"
 
 # A port already answering that is not ours would make the waits below time out confusingly.
 require_free_port() {
@@ -188,7 +192,7 @@ start_ferretdb() {
     # the usage ledger's inserts less CPU and fewer WAL flushes, and scattered duplicates more (see
     # scripts/infra/README.md). AILAB_FERRETDB_INSERT_BATCH_SIZE=100 is FerretDB's own.
     args=(-listen "127.0.0.1:$MONGO_PORT" -handler "$FERRETDB_HANDLER"
-        -insert-batch-size "${AILAB_FERRETDB_INSERT_BATCH_SIZE:-500}")
+        -insert-batch-size "$FERRETDB_INSERT_BATCH_SIZE")
     if [[ "$FERRETDB_HANDLER" == sqlite ]]; then
         mkdir -p "$FERRETDB_SQLITE_DIR"
         args+=(-sqlite-url "file:$FERRETDB_SQLITE_DIR/")
@@ -198,7 +202,8 @@ start_ferretdb() {
     if pid="$(running_pid ferretdb)"; then
         # FerretDB keeps no state of its own: one started with other arguments, or from a binary that
         # install.sh has rebuilt since (its old file deleted), is restarted to run what is set now.
-        if [[ "$(tr '\0' ' ' <"/proc/$pid/cmdline")" == "$FERRETDB_BIN ${args[*]} " &&
+        # (Not for another AILAB_FERRETDB_GOGC: an environment variable; down.sh, then up.sh.)
+        if [[ "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" == "$FERRETDB_BIN ${args[*]} " &&
             "$(readlink "/proc/$pid/exe")" != *" (deleted)" ]]; then
             log "ferretdb: already running (pid $pid, port $MONGO_PORT)"
             return

@@ -59,7 +59,8 @@ async def test_postgresql_wrote_one_transaction_per_batch(mongo_db: AsyncDatabas
 def _local_ferretdb_batch_size() -> int | None:
     """The `-insert-batch-size` the local stack's running FerretDB was started with (FerretDB's own
     100 without one), or None when no FerretDB of the local stack runs (scripts/infra's pid file)."""
-    pid_file = Path(os.environ.get("AILAB_DATA_DIR", ".data")) / "run" / "ferretdb.pid"
+    data_dir = os.environ.get("AILAB_DATA_DIR") or Path(__file__).resolve().parents[2] / ".data"
+    pid_file = Path(data_dir) / "run" / "ferretdb.pid"
     try:
         pid = pid_file.read_text().split()[0]
         arguments = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
